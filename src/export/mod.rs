@@ -1,0 +1,3 @@
+//! Outputs: LoRA adapters in Hugging Face PEFT format.
+
+pub mod peft;

@@ -1,0 +1,23 @@
+//! anytune: LoRA fine-tuning for Llama-class models on any GPU.
+//!
+//! The pipeline, in module order (no module imports a later stage):
+//!
+//! ```text
+//! bytes (.gguf | HF dir) --gguf / weights--> ModelSource {config, tokenizer, template, weights}
+//!   --model::Llama::load--> Llama on a burn Device (flex CPU or wgpu)
+//! messages --data::template--> prompt text --tokenizer--> ids
+//!   --Llama::forward / step--> logits --generate--> tokens
+//! ```
+
+pub mod error;
+pub mod gguf;
+pub mod model;
+pub mod weights;
+pub mod data;
+pub mod device;
+pub mod generate;
+pub mod train;
+pub mod export;
+pub mod util;
+
+pub use error::{Error, Result};

@@ -1,0 +1,140 @@
+//! Llama building blocks as plain functions over tensors: linear, RMSNorm, RoPE, grouped-query
+//! attention with a causal mask, SwiGLU. Shapes use B, T (new tokens), S (keys incl. cache),
+//! D, H, Hkv, G = H / Hkv, Dh, V.
+
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::lora::LoraAdapter;
+
+/// A frozen linear layer, weight stored transposed for `x · Wᵀ`, with an optional LoRA adapter.
+#[derive(Clone)]
+pub struct Linear {
+    /// Wᵀ: [in, out]
+    pub w_t: Tensor<2>,
+    /// [out]
+    pub bias: Option<Tensor<1>>,
+    pub lora: Option<LoraAdapter>,
+}
+
+impl Linear {
+    /// # Shapes
+    /// x [B, T, in] -> [B, T, out]
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, t, i] = x.dims();
+        let [_, o] = self.w_t.dims();
+        let x = x.reshape([b * t, i]);
+        let y = x.clone().matmul(self.w_t.clone()); // [B*T, out]
+        let y = match &self.bias {
+            Some(bias) => y + bias.clone().unsqueeze_dim::<2>(0),
+            None => y,
+        };
+        let y = match &self.lora {
+            Some(l) => y + l.forward(x),
+            None => y,
+        };
+        y.reshape([b, t, o])
+    }
+}
+
+/// RMSNorm (Zhang & Sennrich 2019) as Llama uses it: `x / sqrt(mean(x²) + eps) * w`.
+///
+/// # Shapes
+/// x [B, T, D], w [D] -> [B, T, D]
+pub fn rms_norm(x: Tensor<3>, w: &Tensor<1>, eps: f64) -> Tensor<3> {
+    let ms = (x.clone() * x.clone()).mean_dim(2); // [B, T, 1]
+    let inv = ms.add_scalar(eps).sqrt().recip();
+    x * inv * w.clone().unsqueeze_dim::<2>(0).unsqueeze_dim::<3>(0)
+}
+
+/// cos/sin tables for positions `offset..offset + t`, HF layout (the half-dim frequencies
+/// repeated twice).
+///
+/// # Shapes
+/// -> (cos [1, 1, T, Dh], sin [1, 1, T, Dh])
+pub fn rope_tables(inv_freq: &[f64], offset: usize, t: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+    let dh = inv_freq.len() * 2;
+    let mut cos = Vec::with_capacity(t * dh);
+    let mut sin = Vec::with_capacity(t * dh);
+    for p in offset..offset + t {
+        for _ in 0..2 {
+            for f in inv_freq {
+                // f32 angle like transformers (inv_freq and positions are f32 there).
+                let angle = (p as f32) * (*f as f32);
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+    }
+    let mk = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [t, dh]), device).reshape([1, 1, t, dh]);
+    (mk(cos), mk(sin))
+}
+
+/// Rotary embedding, HF "rotate half" convention: `x·cos + rotate_half(x)·sin`.
+///
+/// # Shapes
+/// x [B, heads, T, Dh], cos/sin [1, 1, T, Dh] -> [B, heads, T, Dh]
+pub fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let half = x.dims()[3] / 2;
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.clone().narrow(3, half, half);
+    let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+    x * cos.clone() + rotated * sin.clone()
+}
+
+/// Additive attention bias: 0 where query `t` (at absolute position `offset + t`) may see key
+/// `s`, a large negative number where it may not (future keys, or keys past `valid[b]` when
+/// padding lengths are given). Rows are repeated for the G query heads sharing a KV head.
+///
+/// # Shapes
+/// -> [B, 1, G*T, S]
+pub fn attention_bias(
+    b: usize,
+    g: usize,
+    t: usize,
+    s: usize,
+    offset: usize,
+    valid: Option<&[usize]>,
+    device: &Device,
+) -> Tensor<4> {
+    const MASKED: f32 = -1e30;
+    let mut v = Vec::with_capacity(b * g * t * s);
+    for bi in 0..b {
+        let limit = valid.map_or(s, |l| l[bi]);
+        for _ in 0..g {
+            for ti in 0..t {
+                for si in 0..s {
+                    v.push(if si > offset + ti || si >= limit { MASKED } else { 0.0 });
+                }
+            }
+        }
+    }
+    Tensor::<4>::from_data(TensorData::new(v, [b, 1, g * t, s]), device)
+}
+
+/// Grouped-query attention core: queries of the G heads that share a KV head are stacked so
+/// K and V are never repeated.
+///
+/// # Shapes
+/// q [B, H, T, Dh], k/v [B, Hkv, S, Dh], bias [B, 1, G*T, S] or none -> [B, T, H*Dh]
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4>>) -> Tensor<3> {
+    let [b, h, t, dh] = q.dims();
+    let hkv = k.dims()[1];
+    let g = h / hkv;
+    let q = q.reshape([b, hkv, g * t, dh]); // [B, Hkv, G*T, Dh]
+    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt()); // [B, Hkv, G*T, S]
+    let scores = match bias {
+        Some(bias) => scores + bias,
+        None => scores,
+    };
+    let out = softmax(scores, 3).matmul(v); // [B, Hkv, G*T, Dh]
+    out.reshape([b, h, t, dh]).swap_dims(1, 2).reshape([b, t, h * dh])
+}
+
+/// SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
+///
+/// # Shapes
+/// x [B, T, D] -> [B, T, D]
+pub fn swiglu(x: Tensor<3>, gate: &Linear, up: &Linear, down: &Linear) -> Tensor<3> {
+    down.forward(silu(gate.forward(x.clone())) * up.forward(x))
+}

@@ -1,0 +1,94 @@
+//! Parity with the PyTorch + PEFT reference (../shared/reference/peft): same first batch, same
+//! mask, LoRA initialised from `adapter_init/`; the loss before any update must equal
+//! 0.48016489 within 1e-3 relative and every step-0 gradient must match
+//! `grads_step0.safetensors` (lora_B within 1e-3 relative norm error, lora_A exactly zero) —
+//! on the CPU backend and on wgpu.
+
+mod common;
+
+use anytune::data::{ChatTemplate, TokenizeOptions, collate, jsonl, tokenize};
+use anytune::device::{self, DeviceChoice};
+use anytune::export::peft;
+use anytune::model::Llama;
+use anytune::train::loss::{DEFAULT_LOGITS_CHUNK_BYTES, batch_loss};
+use anytune::weights::ModelSource;
+use burn::tensor::Device;
+use common::*;
+use safetensors::SafeTensors;
+
+const REF_LOSS: f64 = 0.48016488552093506;
+
+fn first_batch(src: &ModelSource) -> anytune::data::Batch {
+    let path = reference_dir().join("data/train.jsonl");
+    let parsed = jsonl::parse(&std::fs::read_to_string(&path).unwrap(), "train.jsonl");
+    assert!(parsed.problems.is_empty());
+    let t = ChatTemplate::new(src.chat_template.as_deref(), &src.tokenizer).unwrap();
+    let o = TokenizeOptions { max_seq_len: 256, train_on_prompt: false };
+    let toks: Vec<_> = parsed.examples[..4].iter().map(|e| tokenize(e, &src.tokenizer, &t, o).unwrap()).collect();
+    let refs: Vec<_> = toks.iter().collect();
+    let per: Vec<usize> = toks.iter().map(|e| e.n_labels()).collect();
+    assert_eq!(per, vec![68, 60, 61, 72], "label tokens per example");
+    let batch = collate(&refs, src.tokenizer.pad_id.unwrap());
+    let g: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reference_dir().join("peft/results.json")).unwrap()).unwrap();
+    let fb = &g["golden"]["first_batch"];
+    assert_eq!([batch.b, batch.t], [4, 255]);
+    assert_eq!(batch.n_tokens(), 944);
+    assert_eq!(batch.targets.len(), 261);
+    let row0 = ids(&fb["input_ids_row0"]);
+    assert_eq!(&batch.ids[..row0.len()], &row0[..], "row 0 ids");
+    let labels: Vec<i64> = fb["labels_row0"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    let ours: Vec<i64> = (0..labels.len()).map(|i| if toks[0].labels.get(i) == Some(&true) { toks[0].ids[i] as i64 } else { -100 }).collect();
+    assert_eq!(ours, labels, "row 0 labels");
+    batch
+}
+
+fn check(device: &Device, label: &str) {
+    let src = ModelSource::open(&model_path()).unwrap();
+    let batch = first_batch(&src);
+    let mut model = Llama::load(&src, device).unwrap();
+    peft::load_dir(&mut model, &reference_dir().join("peft/adapter_init")).unwrap();
+    assert_eq!(model.adapters().len(), 210);
+    let loss = batch_loss(&model, &batch, DEFAULT_LOGITS_CHUNK_BYTES);
+    let value = loss.clone().inner().into_data().try_into_vec::<f32>().unwrap()[0] as f64;
+    let rel = (value - REF_LOSS).abs() / REF_LOSS;
+    eprintln!("{label}: first-batch loss {value:.8} (reference {REF_LOSS:.8}, rel err {rel:.2e})");
+    assert!(rel < 1e-3, "{label}: loss {value} vs {REF_LOSS}");
+    let grads = loss.backward();
+    let bytes = std::fs::read(reference_dir().join("peft/grads_step0.safetensors")).unwrap();
+    let reference = SafeTensors::deserialize(&bytes).unwrap();
+    let mut worst = 0f64;
+    for (module, a) in model.adapters() {
+        for (which, t) in [("lora_A", &a.a), ("lora_B", &a.b)] {
+            let key = format!("base_model.model.{module}.{which}.default.weight");
+            let r = reference.tensor(&key).unwrap();
+            let r: Vec<f32> = r.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+            let g: Vec<f32> = t.grad(&grads).expect("adapter gradient").into_data().try_into_vec().unwrap();
+            if which == "lora_A" {
+                assert!(g.iter().all(|&x| x == 0.0), "{label}: {key} not exactly zero");
+                continue;
+            }
+            let diff: f64 = g.iter().zip(&r).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
+            let norm: f64 = r.iter().map(|y| (*y as f64).powi(2)).sum::<f64>().sqrt();
+            let err = diff / norm.max(1e-30);
+            worst = worst.max(err);
+            assert!(err < 1e-3, "{label}: {key}: relative norm error {err:.2e}");
+        }
+    }
+    eprintln!("{label}: worst lora_B gradient relative norm error {worst:.2e} over 210 tensors");
+}
+
+#[test]
+fn cpu_first_batch_loss_and_gradients_match_peft() {
+    check(&Device::flex().autodiff(), "cpu");
+}
+
+#[test]
+fn wgpu_first_batch_loss_and_gradients_match_peft() {
+    let choice: DeviceChoice = std::env::var("ANYTUNE_TEST_WGPU").unwrap_or_else(|_| "vulkan".into()).parse().unwrap();
+    let dev = match device::open(choice, |m| eprintln!("{m}")) {
+        Ok(d) => d,
+        Err(e) if std::env::var("ANYTUNE_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("{e}"),
+        Err(e) => return eprintln!("SKIPPED: {e}"),
+    };
+    check(&dev.device, "wgpu");
+}
