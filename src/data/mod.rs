@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod jsonl;
+pub mod load;
 pub mod template;
 pub mod tokenize;
 

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::model::Llama;
-use crate::model::lora::{LoraAdapter, LoraConfig};
+use crate::model::lora::{LoraAdapter, LoraConfig, trainable};
 use crate::weights::safetensors::view_to_f32;
 
 const PREFIX: &str = "base_model.model.";
@@ -32,6 +32,31 @@ pub fn adapter_tensors(model: &Llama) -> Result<AdapterTensors> {
         out.insert(format!("{PREFIX}{module}.lora_B.weight"), to_host(&a.b)?);
     }
     Ok(out)
+}
+
+/// Sets every adapter of `model` to the values in `t` (same keys as `adapter_tensors`).
+pub fn restore(model: &mut Llama, t: &AdapterTensors) -> Result<()> {
+    let device = model.device.clone();
+    for (module, lin) in model.linears_mut() {
+        let Some(a) = lin.lora.as_mut() else { continue };
+        for (which, slot) in [("lora_A", &mut a.a), ("lora_B", &mut a.b)] {
+            let key = format!("{PREFIX}{module}.{which}.weight");
+            let (shape, v) = t.get(&key).ok_or_else(|| Error::tensor(&key, "missing from the checkpoint"))?;
+            if shape[..] != slot.dims()[..] {
+                return Err(Error::tensor(&key, format!("shape {shape:?}, expected {:?}", slot.dims())));
+            }
+            *slot = trainable(v.clone(), [shape[0], shape[1]], &device);
+        }
+    }
+    Ok(())
+}
+
+/// Parses safetensors bytes into host tensors (any F32/F16/BF16 keys).
+pub fn from_safetensors(bytes: &[u8], path: &str) -> Result<AdapterTensors> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint { path: path.into(), reason: e.to_string() })?;
+    st.iter()
+        .map(|(k, v)| Ok((k.to_string(), (v.shape().to_vec(), view_to_f32(k, v.dtype(), v.data())?))))
+        .collect()
 }
 
 /// Serializes tensors as safetensors bytes (f32).

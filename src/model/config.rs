@@ -164,7 +164,9 @@ impl ModelConfig {
         let half = self.head_dim / 2;
         (0..half)
             .map(|i| {
-                let mut f = 1.0 / self.rope_theta.powf(2.0 * i as f64 / self.head_dim as f64);
+                // f32 like transformers (`base ** (arange(0, dim, 2).float() / dim)` in float32),
+                // so RoPE angles round the same way as the reference.
+                let mut f = (1.0f32 / (self.rope_theta as f32).powf((2 * i) as f32 / self.head_dim as f32)) as f64;
                 if let Some(s) = self.rope_scaling {
                     let low_wl = s.original_max_position_embeddings / s.low_freq_factor;
                     let high_wl = s.original_max_position_embeddings / s.high_freq_factor;

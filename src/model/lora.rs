@@ -41,8 +41,7 @@ impl LoraAdapter {
     /// From host values in PEFT layout; the tensors are autodiff leaves that require grad.
     #[allow(clippy::too_many_arguments)]
     pub fn from_host(a: Vec<f32>, b: Vec<f32>, inp: usize, out: usize, rank: usize, scale: f64, dropout: f64, device: &Device) -> Self {
-        let leaf = |v: Vec<f32>, shape: [usize; 2]| Tensor::<2>::from_data(TensorData::new(v, shape), device).autodiff().require_grad();
-        LoraAdapter { a: leaf(a, [rank, inp]), b: leaf(b, [out, rank]), scale, dropout, training: false }
+        LoraAdapter { a: trainable(a, [rank, inp], device), b: trainable(b, [out, rank], device), scale, dropout, training: false }
     }
 
     /// The adapter's contribution `s·(dropout(x)·Aᵀ)·Bᵀ`.
@@ -58,6 +57,11 @@ impl LoraAdapter {
         };
         x.matmul(self.a.clone().transpose()).matmul(self.b.clone().transpose()).mul_scalar(self.scale) // [N, out]
     }
+}
+
+/// A trainable leaf tensor from host values.
+pub fn trainable(v: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
+    Tensor::<2>::from_data(TensorData::new(v, shape), &device.clone().without_autodiff()).autodiff().require_grad()
 }
 
 /// Which layers get adapters and how.

@@ -61,6 +61,33 @@ impl AdamW {
     }
 }
 
+impl AdamW {
+    /// Host copies of the moments (for checkpoints).
+    pub fn moments_host(&self) -> crate::Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let read = |t: &Tensor<2>| -> crate::Result<Vec<f32>> {
+            t.clone().into_data().try_into_vec().map_err(|e| crate::Error::Device(format!("readback: {e:?}")))
+        };
+        self.moments.iter().map(|(m, v)| Ok((read(m)?, read(v)?))).collect()
+    }
+
+    /// Restores moments saved by `moments_host` (same tensor order and sizes).
+    pub fn restore_moments(&mut self, saved: &[(Vec<f32>, Vec<f32>)]) -> crate::Result<()> {
+        if saved.len() != self.moments.len() {
+            return Err(crate::Error::tensor("optimizer", format!("{} moment pairs saved, {} expected", saved.len(), self.moments.len())));
+        }
+        for ((m, v), (sm, sv)) in self.moments.iter_mut().zip(saved) {
+            let dims = m.dims();
+            if sm.len() != dims[0] * dims[1] || sv.len() != sm.len() {
+                return Err(crate::Error::tensor("optimizer", "moment size does not match the adapter"));
+            }
+            let dev = m.device();
+            *m = Tensor::from_data(burn::tensor::TensorData::new(sm.clone(), dims), &dev);
+            *v = Tensor::from_data(burn::tensor::TensorData::new(sv.clone(), dims), &dev);
+        }
+        Ok(())
+    }
+}
+
 /// Global L2 norm of all gradients (one host read).
 pub fn global_norm(grads: &[Tensor<2>]) -> f64 {
     let Some(first) = grads.first() else { return 0.0 };
