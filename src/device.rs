@@ -28,7 +28,11 @@ impl std::str::FromStr for DeviceChoice {
             "metal" => Self::Metal,
             "dx12" => Self::Dx12,
             "cpu" => Self::Cpu,
-            _ => return Err(format!("unknown device `{s}` (auto, vulkan, metal, dx12, cpu)")),
+            _ => {
+                return Err(format!(
+                    "unknown device `{s}` (auto, vulkan, metal, dx12, cpu)"
+                ));
+            }
         })
     }
 }
@@ -45,13 +49,20 @@ pub struct OpenedDevice {
 
 /// The CPU backend.
 pub fn cpu() -> OpenedDevice {
-    OpenedDevice { device: Device::flex(), description: "cpu (burn flex)".into(), is_gpu: false }
+    OpenedDevice {
+        device: Device::flex(),
+        description: "cpu (burn flex)".into(),
+        is_gpu: false,
+    }
 }
 
 /// Adapters wgpu can see for `backends`: (name, device type, backend).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn adapters(backends: wgpu::Backends) -> Vec<wgpu::AdapterInfo> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle() });
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends,
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
     pollster::block_on(instance.enumerate_adapters(backends))
         .into_iter()
         .map(|a| a.get_info())
@@ -76,8 +87,10 @@ pub fn open(choice: DeviceChoice, mut log: impl FnMut(&str)) -> Result<OpenedDev
                     _ => 2,
                 });
             let Some(info) = hw else {
-                log("no hardware GPU adapter found (only software or none); using the CPU backend. \
-                     Pass --device vulkan to use a software Vulkan adapter anyway.");
+                log(
+                    "no hardware GPU adapter found (only software or none); using the CPU backend. \
+                     Pass --device vulkan to use a software Vulkan adapter anyway.",
+                );
                 return Ok(cpu());
             };
             let api = match info.backend {
@@ -101,7 +114,10 @@ pub fn open(choice: DeviceChoice, mut log: impl FnMut(&str)) -> Result<OpenedDev
         .map_err(|e| Error::Device(format!("{choice:?}: {e}")))?;
     Ok(OpenedDevice {
         device,
-        description: format!("wgpu/{:?}: {} [{:?}]", info.backend, info.name, info.device_type),
+        description: format!(
+            "wgpu/{:?}: {} [{:?}]",
+            info.backend, info.name, info.device_type
+        ),
         is_gpu: true,
     })
 }

@@ -24,7 +24,13 @@ pub struct SamplingOptions {
 
 impl Default for SamplingOptions {
     fn default() -> Self {
-        SamplingOptions { max_tokens: 256, temperature: 0.0, top_k: 0, top_p: 1.0, seed: 0 }
+        SamplingOptions {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+        }
     }
 }
 
@@ -67,7 +73,10 @@ pub fn sample(logits: &[f32], o: &SamplingOptions, rng: &mut StdRng) -> u32 {
         idx.truncate(o.top_k);
     }
     let max = logits[idx[0]];
-    let mut probs: Vec<f64> = idx.iter().map(|&i| (((logits[i] - max) / o.temperature) as f64).exp()).collect();
+    let mut probs: Vec<f64> = idx
+        .iter()
+        .map(|&i| (((logits[i] - max) / o.temperature) as f64).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     if o.top_p < 1.0 {
@@ -136,7 +145,11 @@ pub fn generate(
         }
         next_input = vec![id];
     }
-    let body = if stopped { &ids[..ids.len() - 1] } else { &ids[..] };
+    let body = if stopped {
+        &ids[..ids.len() - 1]
+    } else {
+        &ids[..]
+    };
     let text = tok.decode(body)?;
     if text.len() > printed.len() && text.starts_with(&printed) {
         on_text(&text[printed.len()..]);
@@ -164,13 +177,24 @@ mod tests {
     #[test]
     fn top_k_one_is_greedy_and_seed_repeats() {
         let logits = [0.5, 2.0, 1.9, 0.0];
-        let o = SamplingOptions { temperature: 1.0, top_k: 1, ..Default::default() };
+        let o = SamplingOptions {
+            temperature: 1.0,
+            top_k: 1,
+            ..Default::default()
+        };
         let mut rng = StdRng::seed_from_u64(7);
         assert_eq!(sample(&logits, &o, &mut rng), 1);
-        let o = SamplingOptions { temperature: 1.0, top_p: 0.9, seed: 3, ..Default::default() };
+        let o = SamplingOptions {
+            temperature: 1.0,
+            top_p: 0.9,
+            seed: 3,
+            ..Default::default()
+        };
         let draw = |seed| {
             let mut r = StdRng::seed_from_u64(seed);
-            (0..20).map(|_| sample(&logits, &o, &mut r)).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| sample(&logits, &o, &mut r))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(3), draw(3));
         // top-p 0.9 drops token 3 (probability ~0.07): it never appears.

@@ -9,15 +9,15 @@
 //!   --Llama::forward / step--> logits --generate--> tokens
 //! ```
 
-pub mod error;
-pub mod gguf;
-pub mod model;
-pub mod weights;
 pub mod data;
 pub mod device;
-pub mod generate;
-pub mod train;
+pub mod error;
 pub mod export;
+pub mod generate;
+pub mod gguf;
+pub mod model;
+pub mod train;
 pub mod util;
+pub mod weights;
 
 pub use error::{Error, Result};

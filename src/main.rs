@@ -22,7 +22,11 @@ use anytune::weights::ModelSource;
 const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 #[derive(Parser)]
-#[command(name = "anytune", version, about = "LoRA fine-tuning for Llama-class models on any GPU")]
+#[command(
+    name = "anytune",
+    version,
+    about = "LoRA fine-tuning for Llama-class models on any GPU"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -138,9 +142,16 @@ fn load(args: &ModelArgs, quiet: bool) -> Result<Session> {
     let src = ModelSource::open(&path).with_context(|| format!("loading {}", path.display()))?;
     let mut model = Llama::load(&src, &dev.device)?;
     if let Some(a) = &args.adapter {
-        let cfg = peft::load_dir(&mut model, a).with_context(|| format!("loading adapter {}", a.display()))?;
+        let cfg = peft::load_dir(&mut model, a)
+            .with_context(|| format!("loading adapter {}", a.display()))?;
         model.freeze_adapters();
-        note(&format!("adapter: {} (r {}, alpha {}, {} layers)", a.display(), cfg.rank, cfg.alpha, model.adapters().len()));
+        note(&format!(
+            "adapter: {} (r {}, alpha {}, {} layers)",
+            a.display(),
+            cfg.rank,
+            cfg.alpha,
+            model.adapters().len()
+        ));
     }
     let template = ChatTemplate::new(src.chat_template.as_deref(), &src.tokenizer)?;
     if template.is_fallback {
@@ -154,7 +165,11 @@ fn load(args: &ModelArgs, quiet: bool) -> Result<Session> {
         src.config.vocab_size,
         t0.elapsed().as_secs_f64()
     ));
-    Ok(Session { src, model, template })
+    Ok(Session {
+        src,
+        model,
+        template,
+    })
 }
 
 fn run_generate(a: GenerateArgs) -> Result<()> {
@@ -171,10 +186,16 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
     };
     let ids = s.src.tokenizer.encode(&text)?;
     let mut out = std::io::stdout();
-    let g = generate(&s.model, &s.src.tokenizer, &ids, &a.sampling.options(), |piece| {
-        let _ = out.write_all(piece.as_bytes());
-        let _ = out.flush();
-    })?;
+    let g = generate(
+        &s.model,
+        &s.src.tokenizer,
+        &ids,
+        &a.sampling.options(),
+        |piece| {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        },
+    )?;
     println!();
     if !a.quiet {
         eprintln!(
@@ -190,7 +211,11 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
 
 fn run_chat(a: ChatArgs) -> Result<()> {
     let s = load(&a.model, false)?;
-    let mut msgs: Vec<Message> = a.system.iter().map(|sys| Message::new("system", sys)).collect();
+    let mut msgs: Vec<Message> = a
+        .system
+        .iter()
+        .map(|sys| Message::new("system", sys))
+        .collect();
     let base = msgs.clone();
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
@@ -213,12 +238,22 @@ fn run_chat(a: ChatArgs) -> Result<()> {
         }
         msgs.push(Message::new("user", line));
         let ids = s.src.tokenizer.encode(&s.template.render(&msgs, true)?)?;
-        let g = generate(&s.model, &s.src.tokenizer, &ids, &a.sampling.options(), |piece| {
-            let _ = out.write_all(piece.as_bytes());
-            let _ = out.flush();
-        })?;
+        let g = generate(
+            &s.model,
+            &s.src.tokenizer,
+            &ids,
+            &a.sampling.options(),
+            |piece| {
+                let _ = out.write_all(piece.as_bytes());
+                let _ = out.flush();
+            },
+        )?;
         println!();
-        eprintln!("[{} tokens, {:.2} tokens/s]", g.ids.len(), g.tokens_per_second());
+        eprintln!(
+            "[{} tokens, {:.2} tokens/s]",
+            g.ids.len(),
+            g.tokens_per_second()
+        );
         msgs.push(Message::new("assistant", &g.text));
     }
     Ok(())
@@ -329,16 +364,38 @@ impl TrainArgs {
     fn config(&self) -> Result<TrainConfig> {
         let mut c = match &self.config {
             Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-                toml::from_str(&text).with_context(|| format!("{}: invalid training config", p.display()))?
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("{}: invalid training config", p.display()))?
             }
             None => TrainConfig::default(),
         };
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
         }
-        set!(batch_size, grad_accum, max_seq_len, lr, schedule, warmup_steps, max_grad_norm, weight_decay, seed);
-        set!(lora_rank, lora_alpha, lora_dropout, lora_targets, eval_split, eval_every, patience, save_every, epochs);
+        set!(
+            batch_size,
+            grad_accum,
+            max_seq_len,
+            lr,
+            schedule,
+            warmup_steps,
+            max_grad_norm,
+            weight_decay,
+            seed
+        );
+        set!(
+            lora_rank,
+            lora_alpha,
+            lora_dropout,
+            lora_targets,
+            eval_split,
+            eval_every,
+            patience,
+            save_every,
+            epochs
+        );
         if self.steps.is_some() {
             c.steps = self.steps;
         } else if self.epochs.is_some() {
@@ -353,10 +410,20 @@ impl TrainArgs {
 }
 
 /// Loads and tokenizes a JSONL file, refusing (strict) or reporting (--skip-invalid) problems.
-fn read_data(path: &std::path::Path, s: &Session, o: TokenizeOptions, skip_invalid: bool) -> Result<Vec<TokenizedExample>> {
+fn read_data(
+    path: &std::path::Path,
+    s: &Session,
+    o: TokenizeOptions,
+    skip_invalid: bool,
+) -> Result<Vec<TokenizedExample>> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
-    let text = String::from_utf8(bytes).map_err(|e| anyhow::anyhow!("{name}: not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{name}: not UTF-8 text (byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
     let loaded = load_text(&text, &name, &s.src.tokenizer, &s.template, o);
     if !loaded.problems.is_empty() {
         let list = describe_problems(&loaded.problems);
@@ -364,10 +431,17 @@ fn read_data(path: &std::path::Path, s: &Session, o: TokenizeOptions, skip_inval
             anyhow::bail!(
                 "{} problem(s) in {name}; nothing was trained{}:\n{list}",
                 loaded.problems.len(),
-                if skip_invalid { "" } else { " (fix them, or pass --skip-invalid to train on the rest)" }
+                if skip_invalid {
+                    ""
+                } else {
+                    " (fix them, or pass --skip-invalid to train on the rest)"
+                }
             );
         }
-        eprintln!("warning: skipping {} invalid example(s) of {name}:\n{list}", loaded.problems.len());
+        eprintln!(
+            "warning: skipping {} invalid example(s) of {name}:\n{list}",
+            loaded.problems.len()
+        );
     }
     Ok(loaded.examples)
 }
@@ -378,12 +452,30 @@ fn perplexity(loss: f64) -> f64 {
 
 fn run_eval(a: EvalArgs) -> Result<()> {
     let s = load(&a.model, false)?;
-    let o = TokenizeOptions { max_seq_len: a.max_seq_len, train_on_prompt: false };
+    let o = TokenizeOptions {
+        max_seq_len: a.max_seq_len,
+        train_on_prompt: false,
+    };
     let data = read_data(&a.data, &s, o, false)?;
-    let pad = s.src.tokenizer.pad_id.or(s.src.tokenizer.eos_id).unwrap_or(0);
-    let loss = eval_loss(&s.model, &data, a.batch_size, anytune::train::loss::DEFAULT_LOGITS_CHUNK_BYTES, pad)?;
+    let pad = s
+        .src
+        .tokenizer
+        .pad_id
+        .or(s.src.tokenizer.eos_id)
+        .unwrap_or(0);
+    let loss = eval_loss(
+        &s.model,
+        &data,
+        a.batch_size,
+        anytune::train::loss::DEFAULT_LOGITS_CHUNK_BYTES,
+        pad,
+    )?;
     let n: usize = data.iter().map(|e| e.n_labels()).sum();
-    println!("hold-out: {} examples, {n} labelled tokens, loss {loss:.5}, perplexity {:.4}", data.len(), perplexity(loss));
+    println!(
+        "hold-out: {} examples, {n} labelled tokens, loss {loss:.6}, perplexity {:.4}",
+        data.len(),
+        perplexity(loss)
+    );
     Ok(())
 }
 
@@ -404,15 +496,31 @@ impl Reporter for CliReporter {
         self.tokens += s.tokens;
         self.seconds += s.seconds;
         self.train_curve.push((s.step, s.loss));
-        let _ = writeln!(self.metrics, "{}", serde_json::json!({"type": "train", "step": s.step, "loss": s.loss, "lr": s.lr,
-            "grad_norm": s.grad_norm, "tokens": s.tokens, "label_tokens": s.label_tokens, "seconds": s.seconds, "skipped": s.skipped}));
+        let _ = writeln!(
+            self.metrics,
+            "{}",
+            serde_json::json!({"type": "train", "step": s.step, "loss": s.loss, "lr": s.lr,
+            "grad_norm": s.grad_norm, "tokens": s.tokens, "label_tokens": s.label_tokens, "seconds": s.seconds, "skipped": s.skipped})
+        );
         self.bar.set_position(s.step as u64);
-        self.bar.set_message(format!("loss {:.4}  lr {:.2e}  {:.1} tok/s", s.loss, s.lr, self.tokens as f64 / self.seconds.max(1e-9)));
+        self.bar.set_message(format!(
+            "loss {:.4}  lr {:.2e}  {:.1} tok/s",
+            s.loss,
+            s.lr,
+            self.tokens as f64 / self.seconds.max(1e-9)
+        ));
     }
     fn eval(&mut self, step: usize, loss: f64) {
         self.eval_curve.push((step, loss));
-        let _ = writeln!(self.metrics, "{}", serde_json::json!({"type": "eval", "step": step, "loss": loss, "perplexity": perplexity(loss)}));
-        self.bar.println(format!("step {step}: hold-out loss {loss:.5} (perplexity {:.4})", perplexity(loss)));
+        let _ = writeln!(
+            self.metrics,
+            "{}",
+            serde_json::json!({"type": "eval", "step": step, "loss": loss, "perplexity": perplexity(loss)})
+        );
+        self.bar.println(format!(
+            "step {step}: hold-out loss {loss:.5} (perplexity {:.4})",
+            perplexity(loss)
+        ));
     }
     fn note(&mut self, msg: &str) {
         self.bar.println(format!("note: {msg}"));
@@ -420,7 +528,11 @@ impl Reporter for CliReporter {
     fn checkpoint(&mut self, ck: &Checkpoint) -> anytune::Result<()> {
         let files = checkpoint::to_files(ck, &self.cfg)?;
         anytune::util::write_dir_atomic(&self.out.join("checkpoint"), &files)?;
-        self.bar.println(format!("step {}: checkpoint saved to {}", ck.progress.step, self.out.join("checkpoint").display()));
+        self.bar.println(format!(
+            "step {}: checkpoint saved to {}",
+            ck.progress.step,
+            self.out.join("checkpoint").display()
+        ));
         Ok(())
     }
 }
@@ -440,7 +552,10 @@ fn run_train(a: TrainArgs) -> Result<()> {
     let cfg = a.config()?;
     let lora = cfg.lora().map_err(anyhow::Error::msg)?;
     let s = load(&a.model, false)?;
-    let o = TokenizeOptions { max_seq_len: cfg.max_seq_len, train_on_prompt: cfg.train_on_prompt };
+    let o = TokenizeOptions {
+        max_seq_len: cfg.max_seq_len,
+        train_on_prompt: cfg.train_on_prompt,
+    };
     // Validate every input before anything is written.
     let train_all = read_data(&a.data, &s, o, cfg.skip_invalid)?;
     let (train_set, mut eval_set) = split(train_all, cfg.eval_split, cfg.seed);
@@ -448,44 +563,102 @@ fn run_train(a: TrainArgs) -> Result<()> {
         eval_set = read_data(e, &s, o, cfg.skip_invalid)?;
     }
     let resume = match &a.resume {
-        Some(dir) => Some(checkpoint::load_dir(dir).with_context(|| format!("resuming from {}", dir.display()))?.0),
+        Some(dir) => Some(
+            checkpoint::load_dir(dir)
+                .with_context(|| format!("resuming from {}", dir.display()))?
+                .0,
+        ),
         None => None,
     };
-    let pad = s.src.tokenizer.pad_id.or(s.src.tokenizer.eos_id).unwrap_or(0);
+    let pad = s
+        .src
+        .tokenizer
+        .pad_id
+        .or(s.src.tokenizer.eos_id)
+        .unwrap_or(0);
     let total = cfg.total_steps(train_set.len());
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut model = s.model.clone();
     model.detach_lora();
-    let base_eval = if eval_set.is_empty() { None } else { Some(eval_loss(&model, &eval_set, cfg.batch_size, cfg.logits_chunk_bytes, pad)?) };
+    let base_eval = if eval_set.is_empty() {
+        None
+    } else {
+        Some(eval_loss(
+            &model,
+            &eval_set,
+            cfg.batch_size,
+            cfg.logits_chunk_bytes,
+            pad,
+        )?)
+    };
     if let Some(l) = base_eval {
-        eprintln!("base model hold-out loss {l:.5} (perplexity {:.4}) on {} examples", perplexity(l), eval_set.len());
+        eprintln!(
+            "base model hold-out loss {l:.5} (perplexity {:.4}) on {} examples",
+            perplexity(l),
+            eval_set.len()
+        );
     }
     model.attach_lora(&lora);
-    let n_params: usize = model.adapters().iter().map(|(_, ad)| ad.a.dims().iter().product::<usize>() + ad.b.dims().iter().product::<usize>()).sum();
+    let n_params: usize = model
+        .adapters()
+        .iter()
+        .map(|(_, ad)| {
+            ad.a.dims().iter().product::<usize>() + ad.b.dims().iter().product::<usize>()
+        })
+        .sum();
     eprintln!(
         "training {} examples for {total} steps (batch {}, accum {}, lr {:.1e} {:?}); LoRA r {} alpha {} on {} layers: {n_params} parameters",
-        train_set.len(), cfg.batch_size, cfg.grad_accum, cfg.lr, cfg.schedule, lora.rank, lora.alpha, model.adapters().len()
+        train_set.len(),
+        cfg.batch_size,
+        cfg.grad_accum,
+        cfg.lr,
+        cfg.schedule,
+        lora.rank,
+        lora.alpha,
+        model.adapters().len()
     );
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let metrics = std::fs::File::create(a.out.join("metrics.jsonl"))?;
-    let mut rep = CliReporter { bar, metrics, out: a.out.clone(), cfg: cfg.clone(), train_curve: vec![], eval_curve: vec![], tokens: 0, seconds: 0.0 };
+    let mut rep = CliReporter {
+        bar,
+        metrics,
+        out: a.out.clone(),
+        cfg: cfg.clone(),
+        train_curve: vec![],
+        eval_curve: vec![],
+        tokens: 0,
+        seconds: 0.0,
+    };
     if let Some(l) = base_eval {
         rep.eval_curve.push((0, l));
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let outcome = train(&mut model, &cfg, &train_set, &eval_set, pad, resume, stop, &mut rep)?;
+    let outcome = train(
+        &mut model, &cfg, &train_set, &eval_set, pad, resume, stop, &mut rep,
+    )?;
     rep.bar.finish_and_clear();
     let base_name = s.src.name.clone();
     peft::save_dir(&model, &lora, &base_name, &a.out.join("adapter"))?;
     if let Some(best) = &outcome.best_adapter {
-        let files = [("adapter_config.json", peft::config_json(&lora, &base_name).into_bytes()), ("adapter_model.safetensors", peft::to_safetensors(best)?)];
+        let files = [
+            (
+                "adapter_config.json",
+                peft::config_json(&lora, &base_name).into_bytes(),
+            ),
+            ("adapter_model.safetensors", peft::to_safetensors(best)?),
+        ];
         anytune::util::write_dir_atomic(&a.out.join("best-adapter"), &files)?;
     }
-    std::fs::write(a.out.join("loss.svg"), anytune::train::plot::loss_svg(&rep.train_curve, &rep.eval_curve))?;
+    std::fs::write(
+        a.out.join("loss.svg"),
+        anytune::train::plot::loss_svg(&rep.train_curve, &rep.eval_curve),
+    )?;
     let summary = serde_json::json!({
         "steps": outcome.progress.step, "tokens": rep.tokens, "seconds": rep.seconds,
         "tokens_per_second": rep.tokens as f64 / rep.seconds.max(1e-9),
@@ -493,12 +666,30 @@ fn run_train(a: TrainArgs) -> Result<()> {
         "best_holdout_loss": outcome.progress.best_eval_loss, "best_step": outcome.progress.best_step,
         "stopped_early": outcome.stopped_early, "config": cfg,
     });
-    std::fs::write(a.out.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
-    println!("trained {} steps, {} tokens in {:.1}s ({:.1} tokens/s)", outcome.progress.step, rep.tokens, rep.seconds, rep.tokens as f64 / rep.seconds.max(1e-9));
+    std::fs::write(
+        a.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    println!(
+        "trained {} steps, {} tokens in {:.1}s ({:.1} tokens/s)",
+        outcome.progress.step,
+        rep.tokens,
+        rep.seconds,
+        rep.tokens as f64 / rep.seconds.max(1e-9)
+    );
     if let (Some(b), Some(f)) = (base_eval, outcome.final_eval_loss) {
-        println!("hold-out loss: {b:.5} -> {f:.5} (perplexity {:.3} -> {:.3})", perplexity(b), perplexity(f));
+        println!(
+            "hold-out loss: {b:.5} -> {f:.5} (perplexity {:.3} -> {:.3})",
+            perplexity(b),
+            perplexity(f)
+        );
     }
-    println!("adapter: {}  (best: {}; curve: {})", a.out.join("adapter").display(), a.out.join("best-adapter").display(), a.out.join("loss.svg").display());
+    println!(
+        "adapter: {}  (best: {}; curve: {})",
+        a.out.join("adapter").display(),
+        a.out.join("best-adapter").display(),
+        a.out.join("loss.svg").display()
+    );
     samples(&s, &model, &a, o)?;
     Ok(())
 }
@@ -508,19 +699,34 @@ fn samples(s: &Session, tuned: &Llama, a: &TrainArgs, _o: TokenizeOptions) -> Re
     if a.samples == 0 {
         return Ok(());
     }
-    let Some(path) = a.eval_data.as_ref().or(Some(&a.data)) else { return Ok(()) };
+    let Some(path) = a.eval_data.as_ref().or(Some(&a.data)) else {
+        return Ok(());
+    };
     let text = std::fs::read_to_string(path)?;
     let parsed = anytune::data::jsonl::parse(&text, &path.display().to_string());
     let mut tuned = tuned.clone();
     tuned.freeze_adapters();
     let mut base = tuned.clone();
     base.detach_lora();
-    let opts = SamplingOptions { max_tokens: 96, ..Default::default() };
-    for ex in parsed.examples.iter().filter_map(|e| prompt_of(&e.example)).take(a.samples) {
+    let opts = SamplingOptions {
+        max_tokens: 96,
+        ..Default::default()
+    };
+    for ex in parsed
+        .examples
+        .iter()
+        .filter_map(|e| prompt_of(&e.example))
+        .take(a.samples)
+    {
         let ids = s.src.tokenizer.encode(&s.template.render(&ex.0, true)?)?;
         let b = generate(&base, &s.src.tokenizer, &ids, &opts, |_| {})?;
         let t = generate(&tuned, &s.src.tokenizer, &ids, &opts, |_| {})?;
-        println!("\n--- prompt: {}", ex.0.last().map_or("", |m| m.content.as_str()).replace('\n', " | "));
+        println!(
+            "\n--- prompt: {}",
+            ex.0.last()
+                .map_or("", |m| m.content.as_str())
+                .replace('\n', " | ")
+        );
         println!("expected: {}", ex.1);
         println!("base:     {}", b.text.replace('\n', " "));
         println!("tuned:    {}", t.text.replace('\n', " "));

@@ -83,7 +83,11 @@ impl Writer {
             b.push(0);
         }
         let n = b.len() + self.data_len as usize;
-        b.extend((0..).map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8).take(n - b.len()));
+        b.extend(
+            (0..)
+                .map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8)
+                .take(n - b.len()),
+        );
         b
     }
 }
@@ -121,7 +125,11 @@ fn random_byte_flips_never_panic() {
             Ok(Ok(f)) => {
                 ok += 1;
                 for t in &f.tensors {
-                    assert!(t.data(&b).is_ok(), "validated tensor {} lies outside the file", t.name);
+                    assert!(
+                        t.data(&b).is_ok(),
+                        "validated tensor {} lies outside the file",
+                        t.name
+                    );
                 }
             }
             Err(_) => panic!("a byte flip made the reader panic"),

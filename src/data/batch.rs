@@ -46,17 +46,31 @@ pub fn collate(examples: &[&TokenizedExample], pad_id: u32) -> Batch {
             }
         }
     }
-    Batch { ids, b, t, valid: examples.iter().map(|e| e.ids.len()).collect(), positions, targets }
+    Batch {
+        ids,
+        b,
+        t,
+        valid: examples.iter().map(|e| e.ids.len()).collect(),
+        positions,
+        targets,
+    }
 }
 
 /// The order of example indices for `epoch`: file order, or a seeded shuffle grouped into
 /// length buckets of `batch_size` (buckets themselves shuffled).
-pub fn epoch_batches(lengths: &[usize], batch_size: usize, shuffle: bool, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
+pub fn epoch_batches(
+    lengths: &[usize],
+    batch_size: usize,
+    shuffle: bool,
+    seed: u64,
+    epoch: u64,
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     if !shuffle {
         return order.chunks(batch_size).map(|c| c.to_vec()).collect();
     }
-    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch));
+    let mut rng =
+        StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch));
     order.shuffle(&mut rng);
     // Sort within windows of 8 batches by length, then cut batches and shuffle them.
     let window = batch_size * 8;
@@ -73,7 +87,12 @@ mod tests {
     use super::*;
 
     fn ex(ids: &[u32], labels: &[bool]) -> TokenizedExample {
-        TokenizedExample { ids: ids.to_vec(), labels: labels.to_vec(), file: "f".into(), line: 1 }
+        TokenizedExample {
+            ids: ids.to_vec(),
+            labels: labels.to_vec(),
+            file: "f".into(),
+            line: 1,
+        }
     }
 
     #[test]

@@ -110,7 +110,12 @@ fn chat(obj: &serde_json::Map<String, Json>) -> Result<Example, String> {
     let msgs = match obj.get("messages") {
         Some(Json::Array(a)) if a.is_empty() => return Err("\"messages\" is empty".into()),
         Some(Json::Array(a)) => a,
-        Some(other) => return Err(format!("\"messages\" must be an array, found {}", kind(other))),
+        Some(other) => {
+            return Err(format!(
+                "\"messages\" must be an array, found {}",
+                kind(other)
+            ));
+        }
         None => return Err("missing \"messages\"".into()),
     };
     let mut out = Vec::with_capacity(msgs.len());
@@ -120,9 +125,12 @@ fn chat(obj: &serde_json::Map<String, Json>) -> Result<Example, String> {
         };
         let role = string_field(m, "role").map_err(|e| format!("message {i}: {e}"))?;
         if !ROLES.contains(&role.as_str()) {
-            return Err(format!("message {i}: unknown role \"{role}\" (expected system, user or assistant)"));
+            return Err(format!(
+                "message {i}: unknown role \"{role}\" (expected system, user or assistant)"
+            ));
         }
-        let content = string_field(m, "content").map_err(|e| format!("message {i} ({role}): {e}"))?;
+        let content =
+            string_field(m, "content").map_err(|e| format!("message {i} ({role}): {e}"))?;
         out.push(Message { role, content });
     }
     if !out.iter().any(|m| m.role == "assistant") {
@@ -147,7 +155,11 @@ pub fn parse(text: &str, file: &str) -> Parsed {
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let mut p = Parsed::default();
     let mut first_line = 0;
-    let problem = |line: usize, reason: String| Problem { file: file.into(), line, reason };
+    let problem = |line: usize, reason: String| Problem {
+        file: file.into(),
+        line,
+        reason,
+    };
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() {
@@ -156,7 +168,10 @@ pub fn parse(text: &str, file: &str) -> Parsed {
         let obj = match serde_json::from_str::<Json>(line) {
             Ok(Json::Object(o)) => o,
             Ok(other) => {
-                p.problems.push(problem(n, format!("expected a JSON object, found {}", kind(&other))));
+                p.problems.push(problem(
+                    n,
+                    format!("expected a JSON object, found {}", kind(&other)),
+                ));
                 continue;
             }
             Err(e) => {
@@ -168,7 +183,11 @@ pub fn parse(text: &str, file: &str) -> Parsed {
             (Some(f), Some(d)) if f != d => {
                 p.problems.push(problem(
                     n,
-                    format!("{} example in a {} file (format set by line {first_line})", d.describe(), f.describe()),
+                    format!(
+                        "{} example in a {} file (format set by line {first_line})",
+                        d.describe(),
+                        f.describe()
+                    ),
                 ));
                 continue;
             }
@@ -179,17 +198,25 @@ pub fn parse(text: &str, file: &str) -> Parsed {
                 d
             }
             (None, None) => {
-                p.problems.push(problem(n, "no \"messages\", \"prompt\"/\"completion\" or \"text\" key".into()));
+                p.problems.push(problem(
+                    n,
+                    "no \"messages\", \"prompt\"/\"completion\" or \"text\" key".into(),
+                ));
                 continue;
             }
         };
         match example(format, &obj) {
-            Ok(example) => p.examples.push(Sourced { file: file.into(), line: n, example }),
+            Ok(example) => p.examples.push(Sourced {
+                file: file.into(),
+                line: n,
+                example,
+            }),
             Err(reason) => p.problems.push(problem(n, reason)),
         }
     }
     if p.examples.is_empty() && p.problems.is_empty() {
-        p.problems.push(problem(0, "no examples (the file is empty)".into()));
+        p.problems
+            .push(problem(0, "no examples (the file is empty)".into()));
     }
     p
 }
@@ -205,9 +232,19 @@ mod tests {
         assert!(p.problems.is_empty(), "{:?}", p.problems);
         assert_eq!(p.format, Some(Format::Chat));
         assert_eq!(p.examples[0].line, 1);
-        let p = parse("{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"text\":\"c\"}\n", "b.jsonl");
+        let p = parse(
+            "{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"text\":\"c\"}\n",
+            "b.jsonl",
+        );
         assert_eq!(p.format, Some(Format::PromptCompletion));
-        assert_eq!(p.problems[0].to_string().split(':').take(2).collect::<Vec<_>>(), ["b.jsonl", "2"]);
+        assert_eq!(
+            p.problems[0]
+                .to_string()
+                .split(':')
+                .take(2)
+                .collect::<Vec<_>>(),
+            ["b.jsonl", "2"]
+        );
     }
 
     #[test]
@@ -225,12 +262,25 @@ mod tests {
         let p = parse(&t, "d.jsonl");
         assert_eq!(p.examples.len(), 1);
         let msgs: Vec<String> = p.problems.iter().map(|x| x.to_string()).collect();
-        assert!(msgs[0].starts_with("d.jsonl:2: message 0: unknown role \"robot\""), "{msgs:?}");
-        assert!(msgs[1].starts_with("d.jsonl:3: no assistant turn"), "{msgs:?}");
-        assert!(msgs[2].contains("d.jsonl:4: message 0 (user): \"content\" must be a string, found a number"));
+        assert!(
+            msgs[0].starts_with("d.jsonl:2: message 0: unknown role \"robot\""),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[1].starts_with("d.jsonl:3: no assistant turn"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[2].contains(
+                "d.jsonl:4: message 0 (user): \"content\" must be a string, found a number"
+            )
+        );
         assert!(msgs[3].contains("d.jsonl:5: message 0 (user): missing \"content\""));
         assert!(msgs[4].starts_with("d.jsonl:6: invalid JSON"));
         assert!(msgs[5].starts_with("d.jsonl:7: expected a JSON object, found an array"));
-        assert_eq!(parse("", "e.jsonl").problems[0].to_string(), "e.jsonl: no examples (the file is empty)");
+        assert_eq!(
+            parse("", "e.jsonl").problems[0].to_string(),
+            "e.jsonl: no examples (the file is empty)"
+        );
     }
 }

@@ -19,9 +19,18 @@ pub struct Loaded {
 }
 
 /// Parses and tokenizes the JSONL `text` of `file`.
-pub fn load_text(text: &str, file: &str, tok: &Tokenizer, t: &ChatTemplate, o: TokenizeOptions) -> Loaded {
+pub fn load_text(
+    text: &str,
+    file: &str,
+    tok: &Tokenizer,
+    t: &ChatTemplate,
+    o: TokenizeOptions,
+) -> Loaded {
     let parsed = parse(text, file);
-    let mut out = Loaded { problems: parsed.problems, ..Default::default() };
+    let mut out = Loaded {
+        problems: parsed.problems,
+        ..Default::default()
+    };
     for ex in &parsed.examples {
         match tokenize(ex, tok, t, o) {
             Ok(e) => out.examples.push(e),
@@ -42,7 +51,11 @@ pub fn describe_problems(problems: &[Problem]) -> String {
 }
 
 /// Splits off a seeded `share` of `examples` as the hold-out set (at least one when share > 0).
-pub fn split(mut examples: Vec<TokenizedExample>, share: f64, seed: u64) -> (Vec<TokenizedExample>, Vec<TokenizedExample>) {
+pub fn split(
+    mut examples: Vec<TokenizedExample>,
+    share: f64,
+    seed: u64,
+) -> (Vec<TokenizedExample>, Vec<TokenizedExample>) {
     if share <= 0.0 || examples.len() < 2 {
         return (examples, Vec::new());
     }

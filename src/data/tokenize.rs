@@ -36,13 +36,21 @@ pub struct TokenizeOptions {
 }
 
 /// Byte ranges of the assistant turns in the full rendering of `msgs`.
-fn assistant_spans(msgs: &[Message], t: &ChatTemplate) -> Result<(String, Vec<(usize, usize)>), String> {
+fn assistant_spans(
+    msgs: &[Message],
+    t: &ChatTemplate,
+) -> Result<(String, Vec<(usize, usize)>), String> {
     let full = t.render(msgs, false).map_err(|e| e.to_string())?;
     let mut spans = Vec::new();
-    for (i, m) in msgs.iter().enumerate().filter(|(_, m)| m.role == "assistant") {
+    for (i, m) in msgs
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.role == "assistant")
+    {
         let before = t.render(&msgs[..i], true).map_err(|e| e.to_string())?;
         let through = t.render(&msgs[..=i], false).map_err(|e| e.to_string())?;
-        if !full.starts_with(&before) || !full.starts_with(&through) || through.len() < before.len() {
+        if !full.starts_with(&before) || !full.starts_with(&through) || through.len() < before.len()
+        {
             return Err(format!(
                 "the chat template does not render message {i} ({}) as a prefix of the conversation; \
                  cannot find the assistant tokens (use --train-on-prompt)",
@@ -55,7 +63,12 @@ fn assistant_spans(msgs: &[Message], t: &ChatTemplate) -> Result<(String, Vec<(u
 }
 
 /// Labels tokens starting inside a span, stopping after the first end-of-turn id per span.
-fn label_spans(ids: &[u32], offsets: &[(usize, usize)], spans: &[(usize, usize)], stop: &[u32]) -> Vec<bool> {
+fn label_spans(
+    ids: &[u32],
+    offsets: &[(usize, usize)],
+    spans: &[(usize, usize)],
+    stop: &[u32],
+) -> Vec<bool> {
     let mut labels = vec![false; ids.len()];
     for &(s, e) in spans {
         for (i, &(start, _)) in offsets.iter().enumerate() {
@@ -71,8 +84,17 @@ fn label_spans(ids: &[u32], offsets: &[(usize, usize)], spans: &[(usize, usize)]
 }
 
 /// Tokenizes one example.
-pub fn tokenize(ex: &Sourced, tok: &Tokenizer, t: &ChatTemplate, o: TokenizeOptions) -> Result<TokenizedExample, Problem> {
-    let problem = |reason: String| Problem { file: ex.file.clone(), line: ex.line, reason };
+pub fn tokenize(
+    ex: &Sourced,
+    tok: &Tokenizer,
+    t: &ChatTemplate,
+    o: TokenizeOptions,
+) -> Result<TokenizedExample, Problem> {
+    let problem = |reason: String| Problem {
+        file: ex.file.clone(),
+        line: ex.line,
+        reason,
+    };
     let eos = tok.eos_token.clone().unwrap_or_default();
     let (text, spans) = match &ex.example {
         Example::Chat(msgs) => assistant_spans(msgs, t).map_err(problem)?,
@@ -87,7 +109,9 @@ pub fn tokenize(ex: &Sourced, tok: &Tokenizer, t: &ChatTemplate, o: TokenizeOpti
             (text, vec![(0, n)])
         }
     };
-    let (ids, offsets) = tok.encode_with_offsets(&text).map_err(|e| problem(e.to_string()))?;
+    let (ids, offsets) = tok
+        .encode_with_offsets(&text)
+        .map_err(|e| problem(e.to_string()))?;
     if ids.len() > o.max_seq_len {
         return Err(problem(format!(
             "{} tokens, longer than --max-seq-len {} (raise it, shorten the example, or --skip-invalid)",
@@ -100,7 +124,12 @@ pub fn tokenize(ex: &Sourced, tok: &Tokenizer, t: &ChatTemplate, o: TokenizeOpti
     } else {
         label_spans(&ids, &offsets, &spans, &tok.stop_ids)
     };
-    let ex = TokenizedExample { ids, labels, file: ex.file.clone(), line: ex.line };
+    let ex = TokenizedExample {
+        ids,
+        labels,
+        file: ex.file.clone(),
+        line: ex.line,
+    };
     if ex.n_labels() == 0 {
         return Err(problem("no tokens to learn from after tokenization".into()));
     }

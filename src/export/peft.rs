@@ -20,7 +20,12 @@ pub type AdapterTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
 fn to_host(t: &burn::tensor::Tensor<2>) -> Result<(Vec<usize>, Vec<f32>)> {
     let shape = t.dims().to_vec();
-    let v = t.clone().inner().into_data().try_into_vec::<f32>().map_err(|e| Error::tensor("lora", format!("{e:?}")))?;
+    let v = t
+        .clone()
+        .inner()
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::tensor("lora", format!("{e:?}")))?;
     Ok((shape, v))
 }
 
@@ -41,9 +46,14 @@ pub fn restore(model: &mut Llama, t: &AdapterTensors) -> Result<()> {
         let Some(a) = lin.lora.as_mut() else { continue };
         for (which, slot) in [("lora_A", &mut a.a), ("lora_B", &mut a.b)] {
             let key = format!("{PREFIX}{module}.{which}.weight");
-            let (shape, v) = t.get(&key).ok_or_else(|| Error::tensor(&key, "missing from the checkpoint"))?;
+            let (shape, v) = t
+                .get(&key)
+                .ok_or_else(|| Error::tensor(&key, "missing from the checkpoint"))?;
             if shape[..] != slot.dims()[..] {
-                return Err(Error::tensor(&key, format!("shape {shape:?}, expected {:?}", slot.dims())));
+                return Err(Error::tensor(
+                    &key,
+                    format!("shape {shape:?}, expected {:?}", slot.dims()),
+                ));
             }
             *slot = trainable(v.clone(), [shape[0], shape[1]], &device);
         }
@@ -53,9 +63,17 @@ pub fn restore(model: &mut Llama, t: &AdapterTensors) -> Result<()> {
 
 /// Parses safetensors bytes into host tensors (any F32/F16/BF16 keys).
 pub fn from_safetensors(bytes: &[u8], path: &str) -> Result<AdapterTensors> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint { path: path.into(), reason: e.to_string() })?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     st.iter()
-        .map(|(k, v)| Ok((k.to_string(), (v.shape().to_vec(), view_to_f32(k, v.dtype(), v.data())?))))
+        .map(|(k, v)| {
+            Ok((
+                k.to_string(),
+                (v.shape().to_vec(), view_to_f32(k, v.dtype(), v.data())?),
+            ))
+        })
         .collect()
 }
 
@@ -63,7 +81,13 @@ pub fn from_safetensors(bytes: &[u8], path: &str) -> Result<AdapterTensors> {
 pub fn to_safetensors(tensors: &AdapterTensors) -> Result<Vec<u8>> {
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
-        .map(|(k, (s, v))| (k.clone(), s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .map(|(k, (s, v))| {
+            (
+                k.clone(),
+                s.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
@@ -104,17 +128,27 @@ pub fn config_json(cfg: &LoraConfig, base_model: &str) -> String {
 
 /// Reads `adapter_config.json` text into a LoRA config.
 pub fn parse_config(text: &str, path: &str) -> Result<LoraConfig> {
-    let err = |r: String| Error::Checkpoint { path: path.into(), reason: r };
-    let j: serde_json::Value = serde_json::from_str(text).map_err(|e| err(format!("invalid JSON: {e}")))?;
+    let err = |r: String| Error::Checkpoint {
+        path: path.into(),
+        reason: r,
+    };
+    let j: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| err(format!("invalid JSON: {e}")))?;
     if j["peft_type"] != "LORA" {
-        return Err(err(format!("peft_type is {}, only LORA is supported", j["peft_type"])));
+        return Err(err(format!(
+            "peft_type is {}, only LORA is supported",
+            j["peft_type"]
+        )));
     }
     if j["use_dora"] == true {
         return Err(err("DoRA adapters are not supported".into()));
     }
     let rank = j["r"].as_u64().ok_or_else(|| err("`r` missing".into()))? as usize;
     let targets = match &j["target_modules"] {
-        serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect(),
         serde_json::Value::String(s) => vec![s.clone()],
         _ => return Err(err("`target_modules` missing".into())),
     };
@@ -130,15 +164,24 @@ pub fn parse_config(text: &str, path: &str) -> Result<LoraConfig> {
 
 /// Puts the adapter from safetensors `bytes` (PEFT keys) onto `model`'s targeted layers.
 pub fn load_into(model: &mut Llama, cfg: &LoraConfig, bytes: &[u8], path: &str) -> Result<()> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint { path: path.into(), reason: e.to_string() })?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     let scale = LoraAdapter::scale(cfg.rank, cfg.alpha, cfg.rslora);
     let device = model.device.clone();
     let mut found = 0;
     for (module, lin) in model.linears_mut() {
         let get = |which: &str| -> Result<Option<(Vec<usize>, Vec<f32>)>> {
-            for key in [format!("{PREFIX}{module}.{which}.weight"), format!("{PREFIX}{module}.{which}.default.weight")] {
+            for key in [
+                format!("{PREFIX}{module}.{which}.weight"),
+                format!("{PREFIX}{module}.{which}.default.weight"),
+            ] {
                 if let Ok(v) = st.tensor(&key) {
-                    return Ok(Some((v.shape().to_vec(), view_to_f32(&key, v.dtype(), v.data())?)));
+                    return Ok(Some((
+                        v.shape().to_vec(),
+                        view_to_f32(&key, v.dtype(), v.data())?,
+                    )));
                 }
             }
             Ok(None)
@@ -147,20 +190,40 @@ pub fn load_into(model: &mut Llama, cfg: &LoraConfig, bytes: &[u8], path: &str) 
         let ((sa, a), (sb, b)) = match (a, b) {
             (Some(a), Some(b)) => (a, b),
             (None, None) => continue,
-            _ => return Err(Error::tensor(module, format!("{path}: has only one of lora_A / lora_B"))),
+            _ => {
+                return Err(Error::tensor(
+                    module,
+                    format!("{path}: has only one of lora_A / lora_B"),
+                ));
+            }
         };
         let [inp, out] = lin.w_t.dims();
         if sa != [cfg.rank, inp] || sb != [out, cfg.rank] {
             return Err(Error::tensor(
                 module,
-                format!("{path}: lora_A {sa:?} / lora_B {sb:?} do not fit a [{out}, {inp}] layer at rank {}", cfg.rank),
+                format!(
+                    "{path}: lora_A {sa:?} / lora_B {sb:?} do not fit a [{out}, {inp}] layer at rank {}",
+                    cfg.rank
+                ),
             ));
         }
-        lin.lora = Some(LoraAdapter::from_host(a, b, inp, out, cfg.rank, scale, cfg.dropout, &device));
+        lin.lora = Some(LoraAdapter::from_host(
+            a,
+            b,
+            inp,
+            out,
+            cfg.rank,
+            scale,
+            cfg.dropout,
+            &device,
+        ));
         found += 1;
     }
     if found == 0 {
-        return Err(Error::Checkpoint { path: path.into(), reason: "no LoRA tensor matches this model's layers".into() });
+        return Err(Error::Checkpoint {
+            path: path.into(),
+            reason: "no LoRA tensor matches this model's layers".into(),
+        });
     }
     Ok(())
 }
@@ -179,10 +242,18 @@ pub fn load_dir(model: &mut Llama, dir: &std::path::Path) -> Result<LoraConfig> 
 
 /// Writes a PEFT adapter directory atomically (temp dir, then rename).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn save_dir(model: &Llama, cfg: &LoraConfig, base_model: &str, dir: &std::path::Path) -> Result<()> {
+pub fn save_dir(
+    model: &Llama,
+    cfg: &LoraConfig,
+    base_model: &str,
+    dir: &std::path::Path,
+) -> Result<()> {
     let tensors = adapter_tensors(model)?;
     let files = [
-        ("adapter_config.json", config_json(cfg, base_model).into_bytes()),
+        (
+            "adapter_config.json",
+            config_json(cfg, base_model).into_bytes(),
+        ),
         ("adapter_model.safetensors", to_safetensors(&tensors)?),
     ];
     crate::util::write_dir_atomic(dir, &files)

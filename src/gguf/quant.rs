@@ -110,9 +110,13 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize, name: &str) -> Result<Ve
     let mut out = vec![0f32; n];
     let blocks = bytes.chunks_exact(bb).zip(out.chunks_exact_mut(be));
     match ty {
-        GgmlType::F32 => blocks.for_each(|(b, y)| y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        GgmlType::F32 => {
+            blocks.for_each(|(b, y)| y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        }
         GgmlType::F16 => blocks.for_each(|(b, y)| y[0] = f16_at(b, 0)),
-        GgmlType::BF16 => blocks.for_each(|(b, y)| y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+        GgmlType::BF16 => {
+            blocks.for_each(|(b, y)| y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32())
+        }
         GgmlType::Q4_0 => blocks.for_each(|(b, y)| dequant_q4_0(b, y)),
         GgmlType::Q4_1 => blocks.for_each(|(b, y)| dequant_q4_1(b, y)),
         GgmlType::Q5_0 => blocks.for_each(|(b, y)| dequant_q5_0(b, y)),
@@ -259,7 +263,10 @@ mod tests {
     fn floats() {
         assert_eq!(deq(GgmlType::F32, &(-1.25f32).to_le_bytes()), [-1.25]);
         assert_eq!(deq(GgmlType::F16, &h(0.5)), [0.5]);
-        assert_eq!(deq(GgmlType::BF16, &bf16::from_f32(-3.0).to_le_bytes()), [-3.0]);
+        assert_eq!(
+            deq(GgmlType::BF16, &bf16::from_f32(-3.0).to_le_bytes()),
+            [-3.0]
+        );
     }
 
     #[test]
@@ -351,7 +358,8 @@ mod tests {
             for l in 0..32 {
                 let q = 32 * c + l;
                 let lo = 0.5 * sc[2 * c] as f32 * (q % 16) as f32 - 0.25 * m[2 * c] as f32;
-                let hi = 0.5 * sc[2 * c + 1] as f32 * ((q / 8) % 16) as f32 - 0.25 * m[2 * c + 1] as f32;
+                let hi =
+                    0.5 * sc[2 * c + 1] as f32 * ((q / 8) % 16) as f32 - 0.25 * m[2 * c + 1] as f32;
                 assert_eq!(y[64 * c + l], lo, "c{c} l{l}");
                 assert_eq!(y[64 * c + 32 + l], hi, "c{c} l{l}");
             }
@@ -364,17 +372,28 @@ mod tests {
         let m = [8, 7, 6, 5, 4, 3, 2, 1];
         let mut b = [h(1.0), h(0.5)].concat();
         b.extend(pack_k4(sc, m));
-        let qh: Vec<u8> = (0..32).map(|l| if l % 2 == 0 { 0b0101_0101 } else { 0b1010_1010 }).collect();
+        let qh: Vec<u8> = (0..32)
+            .map(|l| if l % 2 == 0 { 0b0101_0101 } else { 0b1010_1010 })
+            .collect();
         b.extend(&qh);
         b.extend((0..128).map(|i| (i % 16) as u8 | (((i + 1) % 16) as u8) << 4));
         let y = deq(GgmlType::Q5K, &b);
         for c in 0..4 {
             for l in 0..32 {
                 let q = 32 * c + l;
-                let h1 = if qh[l] & (1 << (2 * c)) != 0 { 16.0 } else { 0.0 };
-                let h2 = if qh[l] & (2 << (2 * c)) != 0 { 16.0 } else { 0.0 };
+                let h1 = if qh[l] & (1 << (2 * c)) != 0 {
+                    16.0
+                } else {
+                    0.0
+                };
+                let h2 = if qh[l] & (2 << (2 * c)) != 0 {
+                    16.0
+                } else {
+                    0.0
+                };
                 let lo = sc[2 * c] as f32 * ((q % 16) as f32 + h1) - 0.5 * m[2 * c] as f32;
-                let hi = sc[2 * c + 1] as f32 * (((q + 1) % 16) as f32 + h2) - 0.5 * m[2 * c + 1] as f32;
+                let hi =
+                    sc[2 * c + 1] as f32 * (((q + 1) % 16) as f32 + h2) - 0.5 * m[2 * c + 1] as f32;
                 assert_eq!(y[64 * c + l], lo);
                 assert_eq!(y[64 * c + 32 + l], hi);
             }

@@ -149,12 +149,17 @@ impl<'a> Cursor<'a> {
             8 => Value::String(self.string(key)?),
             9 => {
                 if depth >= MAX_ARRAY_DEPTH {
-                    return Err(self.err(format!("`{key}`: arrays nested deeper than {MAX_ARRAY_DEPTH}")));
+                    return Err(self.err(format!(
+                        "`{key}`: arrays nested deeper than {MAX_ARRAY_DEPTH}"
+                    )));
                 }
                 let item_ty = self.u32(key)?;
-                let n = self.count(key, min_value_size(item_ty).ok_or_else(|| {
-                    self.err(format!("`{key}`: unknown array item type {item_ty}"))
-                })?)?;
+                let n = self.count(
+                    key,
+                    min_value_size(item_ty).ok_or_else(|| {
+                        self.err(format!("`{key}`: unknown array item type {item_ty}"))
+                    })?,
+                )?;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value(item_ty, depth + 1, key)?);
@@ -185,7 +190,11 @@ impl GgufFile {
     /// Parses the header, metadata and tensor table of `bytes` (the whole file).
     /// `name` is used in error messages.
     pub fn parse(bytes: &[u8], name: &str) -> Result<GgufFile> {
-        let mut c = Cursor { bytes, pos: 0, file: name };
+        let mut c = Cursor {
+            bytes,
+            pos: 0,
+            file: name,
+        };
         if c.take(4, "magic")? != MAGIC {
             return Err(Error::Gguf {
                 file: name.into(),
@@ -222,7 +231,9 @@ impl GgufFile {
             let tname = c.string("tensor name")?;
             let n_dims = c.u32("tensor n_dims")?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(c.err(format!("tensor `{tname}`: {n_dims} dimensions (1..=4 allowed)")));
+                return Err(c.err(format!(
+                    "tensor `{tname}`: {n_dims} dimensions (1..=4 allowed)"
+                )));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -260,7 +271,9 @@ impl GgufFile {
                 .checked_mul(dtype.block_bytes() as u64)
                 .ok_or_else(|| bad("byte size overflows".into()))?;
             if rel % alignment != 0 {
-                return Err(bad(format!("data offset {rel} is not aligned to {alignment}")));
+                return Err(bad(format!(
+                    "data offset {rel} is not aligned to {alignment}"
+                )));
             }
             let offset = data_offset
                 .checked_add(rel)
@@ -270,7 +283,13 @@ impl GgufFile {
                         "data [{rel}, +{n_bytes}) lies past the end of the file ({file_len} bytes; truncated?)"
                     ))
                 })?;
-            tensors.push(TensorInfo { name: tname, dims, dtype, offset, n_bytes });
+            tensors.push(TensorInfo {
+                name: tname,
+                dims,
+                dtype,
+                offset,
+                n_bytes,
+            });
         }
         Ok(GgufFile {
             name: name.into(),
@@ -289,38 +308,49 @@ impl GgufFile {
 
     /// A metadata value, or a `Metadata` error naming the missing key.
     pub fn get(&self, key: &str) -> Result<&Value> {
-        self.metadata.get(key).ok_or_else(|| self.meta_err(key, "missing"))
+        self.metadata
+            .get(key)
+            .ok_or_else(|| self.meta_err(key, "missing"))
     }
 
     /// An unsigned integer metadata value.
     pub fn get_u64(&self, key: &str) -> Result<u64> {
         let v = self.get(key)?;
-        v.as_u64()
-            .ok_or_else(|| self.meta_err(key, &format!("expected an integer, found {}", v.type_name())))
+        v.as_u64().ok_or_else(|| {
+            self.meta_err(
+                key,
+                &format!("expected an integer, found {}", v.type_name()),
+            )
+        })
     }
 
     /// A float metadata value.
     pub fn get_f64(&self, key: &str) -> Result<f64> {
         let v = self.get(key)?;
-        v.as_f64()
-            .ok_or_else(|| self.meta_err(key, &format!("expected a number, found {}", v.type_name())))
+        v.as_f64().ok_or_else(|| {
+            self.meta_err(key, &format!("expected a number, found {}", v.type_name()))
+        })
     }
 
     /// A string metadata value.
     pub fn get_str(&self, key: &str) -> Result<&str> {
         let v = self.get(key)?;
-        v.as_str()
-            .ok_or_else(|| self.meta_err(key, &format!("expected a string, found {}", v.type_name())))
+        v.as_str().ok_or_else(|| {
+            self.meta_err(key, &format!("expected a string, found {}", v.type_name()))
+        })
     }
 
     /// A metadata array whose items are all strings.
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
         let v = self.get(key)?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| self.meta_err(key, &format!("expected an array, found {}", v.type_name())))?;
+        let arr = v.as_array().ok_or_else(|| {
+            self.meta_err(key, &format!("expected an array, found {}", v.type_name()))
+        })?;
         arr.iter()
-            .map(|x| x.as_str().ok_or_else(|| self.meta_err(key, "array item is not a string")))
+            .map(|x| {
+                x.as_str()
+                    .ok_or_else(|| self.meta_err(key, "array item is not a string"))
+            })
             .collect()
     }
 
@@ -418,7 +448,10 @@ pub(crate) mod tests {
     fn every_truncation_is_an_error() {
         let bytes = sample_file();
         for n in 0..bytes.len() {
-            assert!(GgufFile::parse(&bytes[..n], "t.gguf").is_err(), "prefix {n} parsed");
+            assert!(
+                GgufFile::parse(&bytes[..n], "t.gguf").is_err(),
+                "prefix {n} parsed"
+            );
         }
     }
 

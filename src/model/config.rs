@@ -50,7 +50,8 @@ impl ModelConfig {
         if self.vocab_size == 0 || self.hidden_size == 0 || self.num_layers == 0 {
             return bad(format!("zero size in {self:?}"));
         }
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        {
             return bad(format!(
                 "{} query heads are not a multiple of {} KV heads",
                 self.num_heads, self.num_kv_heads
@@ -78,7 +79,10 @@ impl ModelConfig {
         let heads = u("attention.head_count")?;
         let vocab = match u("vocab_size") {
             Ok(v) => v,
-            Err(_) => f.get("tokenizer.ggml.tokens")?.as_array().map_or(0, |a| a.len()),
+            Err(_) => f
+                .get("tokenizer.ggml.tokens")?
+                .as_array()
+                .map_or(0, |a| a.len()),
         };
         let cfg = ModelConfig {
             vocab_size: vocab,
@@ -106,7 +110,10 @@ impl ModelConfig {
     /// Reads a Hugging Face `config.json` (transformers 4 `rope_theta`/`rope_scaling` or
     /// transformers 5 `rope_parameters`).
     pub fn from_hf_json(text: &str, path: &str) -> Result<Self> {
-        let err = |reason: String| Error::Checkpoint { path: path.into(), reason };
+        let err = |reason: String| Error::Checkpoint {
+            path: path.into(),
+            reason,
+        };
         let j: Json = serde_json::from_str(text).map_err(|e| err(format!("invalid JSON: {e}")))?;
         let model_type = j["model_type"].as_str().unwrap_or("llama").to_string();
         if !matches!(model_type.as_str(), "llama" | "mistral" | "qwen2") {
@@ -122,13 +129,27 @@ impl ModelConfig {
         };
         let hidden = u("hidden_size")?;
         let heads = u("num_attention_heads")?;
-        let rope = if j["rope_parameters"].is_object() { &j["rope_parameters"] } else { &j["rope_scaling"] };
-        let rope_theta = j["rope_theta"].as_f64().or(rope["rope_theta"].as_f64()).unwrap_or(10000.0);
-        let rope_type = rope["rope_type"].as_str().or(rope["type"].as_str()).unwrap_or("default");
+        let rope = if j["rope_parameters"].is_object() {
+            &j["rope_parameters"]
+        } else {
+            &j["rope_scaling"]
+        };
+        let rope_theta = j["rope_theta"]
+            .as_f64()
+            .or(rope["rope_theta"].as_f64())
+            .unwrap_or(10000.0);
+        let rope_type = rope["rope_type"]
+            .as_str()
+            .or(rope["type"].as_str())
+            .unwrap_or("default");
         let rope_scaling = match rope_type {
             "default" => None,
             "llama3" => {
-                let f = |key: &str| rope[key].as_f64().ok_or_else(|| err(format!("rope `{key}` missing")));
+                let f = |key: &str| {
+                    rope[key]
+                        .as_f64()
+                        .ok_or_else(|| err(format!("rope `{key}` missing")))
+                };
                 Some(Llama3Scaling {
                     factor: f("factor")?,
                     low_freq_factor: f("low_freq_factor")?,
@@ -136,7 +157,11 @@ impl ModelConfig {
                     original_max_position_embeddings: f("original_max_position_embeddings")?,
                 })
             }
-            other => return Err(err(format!("rope_type `{other}` is not supported (default, llama3)"))),
+            other => {
+                return Err(err(format!(
+                    "rope_type `{other}` is not supported (default, llama3)"
+                )));
+            }
         };
         let cfg = ModelConfig {
             vocab_size: u("vocab_size")?,
@@ -151,7 +176,9 @@ impl ModelConfig {
             rope_scaling,
             max_position_embeddings: u("max_position_embeddings").unwrap_or(4096),
             tie_word_embeddings: j["tie_word_embeddings"].as_bool().unwrap_or(false),
-            attention_bias: j["attention_bias"].as_bool().unwrap_or(model_type == "qwen2"),
+            attention_bias: j["attention_bias"]
+                .as_bool()
+                .unwrap_or(model_type == "qwen2"),
             arch: model_type,
         };
         cfg.validate().map_err(|e| err(e.to_string()))?;
@@ -166,7 +193,9 @@ impl ModelConfig {
             .map(|i| {
                 // f32 like transformers (`base ** (arange(0, dim, 2).float() / dim)` in float32),
                 // so RoPE angles round the same way as the reference.
-                let mut f = (1.0f32 / (self.rope_theta as f32).powf((2 * i) as f32 / self.head_dim as f32)) as f64;
+                let mut f = (1.0f32
+                    / (self.rope_theta as f32).powf((2 * i) as f32 / self.head_dim as f32))
+                    as f64;
                 if let Some(s) = self.rope_scaling {
                     let low_wl = s.original_max_position_embeddings / s.low_freq_factor;
                     let high_wl = s.original_max_position_embeddings / s.high_freq_factor;
@@ -199,7 +228,10 @@ mod tests {
             "rms_norm_eps":1e-5,"rope_parameters":{"rope_theta":100000.0,"rope_type":"default"},
             "tie_word_embeddings":true,"vocab_size":49152,"max_position_embeddings":8192}"#;
         let c = ModelConfig::from_hf_json(smol, "c.json").unwrap();
-        assert_eq!((c.num_kv_heads, c.rope_theta, c.tie_word_embeddings), (3, 100000.0, true));
+        assert_eq!(
+            (c.num_kv_heads, c.rope_theta, c.tie_word_embeddings),
+            (3, 100000.0, true)
+        );
         let l3 = r#"{"model_type":"llama","hidden_size":2048,"intermediate_size":8192,
             "num_hidden_layers":16,"num_attention_heads":32,"num_key_value_heads":8,"vocab_size":128256,
             "rope_theta":500000.0,"rope_scaling":{"factor":32.0,"low_freq_factor":1.0,

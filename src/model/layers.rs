@@ -52,7 +52,12 @@ pub fn rms_norm(x: Tensor<3>, w: &Tensor<1>, eps: f64) -> Tensor<3> {
 ///
 /// # Shapes
 /// -> (cos [1, 1, T, Dh], sin [1, 1, T, Dh])
-pub fn rope_tables(inv_freq: &[f64], offset: usize, t: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+pub fn rope_tables(
+    inv_freq: &[f64],
+    offset: usize,
+    t: usize,
+    device: &Device,
+) -> (Tensor<4>, Tensor<4>) {
     let dh = inv_freq.len() * 2;
     let mut cos = Vec::with_capacity(t * dh);
     let mut sin = Vec::with_capacity(t * dh);
@@ -66,7 +71,9 @@ pub fn rope_tables(inv_freq: &[f64], offset: usize, t: usize, device: &Device) -
             }
         }
     }
-    let mk = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [t, dh]), device).reshape([1, 1, t, dh]);
+    let mk = |v: Vec<f32>| {
+        Tensor::<2>::from_data(TensorData::new(v, [t, dh]), device).reshape([1, 1, t, dh])
+    };
     (mk(cos), mk(sin))
 }
 
@@ -104,7 +111,11 @@ pub fn attention_bias(
         for _ in 0..g {
             for ti in 0..t {
                 for si in 0..s {
-                    v.push(if si > offset + ti || si >= limit { MASKED } else { 0.0 });
+                    v.push(if si > offset + ti || si >= limit {
+                        MASKED
+                    } else {
+                        0.0
+                    });
                 }
             }
         }
@@ -122,13 +133,17 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4
     let hkv = k.dims()[1];
     let g = h / hkv;
     let q = q.reshape([b, hkv, g * t, dh]); // [B, Hkv, G*T, Dh]
-    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (dh as f64).sqrt()); // [B, Hkv, G*T, S]
+    let scores = q
+        .matmul(k.swap_dims(2, 3))
+        .mul_scalar(1.0 / (dh as f64).sqrt()); // [B, Hkv, G*T, S]
     let scores = match bias {
         Some(bias) => scores + bias,
         None => scores,
     };
     let out = softmax(scores, 3).matmul(v); // [B, Hkv, G*T, Dh]
-    out.reshape([b, h, t, dh]).swap_dims(1, 2).reshape([b, t, h * dh])
+    out.reshape([b, h, t, dh])
+        .swap_dims(1, 2)
+        .reshape([b, t, h * dh])
 }
 
 /// SwiGLU MLP: `down(silu(gate(x)) * up(x))`.

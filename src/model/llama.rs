@@ -5,8 +5,8 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::ModelConfig;
-use super::lora::{LoraAdapter, LoraConfig, init_rng};
 use super::layers::{Linear, apply_rope, attention, attention_bias, rms_norm, rope_tables, swiglu};
+use super::lora::{LoraAdapter, LoraConfig, init_rng};
 use crate::error::{Error, Result};
 use crate::weights::names::layer;
 use crate::weights::{HostTensor, ModelSource, WeightSource};
@@ -55,7 +55,10 @@ fn fetch(w: &dyn WeightSource, name: &str, shape: &[usize]) -> Result<HostTensor
         .get(name)?
         .ok_or_else(|| Error::tensor(name, "missing from the checkpoint"))?;
     if t.shape != shape {
-        return Err(Error::tensor(name, format!("shape {:?}, expected {shape:?}", t.shape)));
+        return Err(Error::tensor(
+            name,
+            format!("shape {:?}, expected {shape:?}", t.shape),
+        ));
     }
     Ok(t)
 }
@@ -70,10 +73,28 @@ fn upload_2d(t: HostTensor, device: &Device) -> Tensor<2> {
 }
 
 /// A frozen linear from an HF weight [out, in] (+ optional bias [out]).
-fn linear(w: &dyn WeightSource, name: &str, out: usize, inp: usize, bias: bool, device: &Device) -> Result<Linear> {
+fn linear(
+    w: &dyn WeightSource,
+    name: &str,
+    out: usize,
+    inp: usize,
+    bias: bool,
+    device: &Device,
+) -> Result<Linear> {
     let weight = fetch(w, &format!("{name}.weight"), &[out, inp])?;
-    let bias = if bias { Some(upload_1d(fetch(w, &format!("{name}.bias"), &[out])?, device)) } else { None };
-    Ok(Linear { w_t: upload_2d(weight, device).transpose(), bias, lora: None })
+    let bias = if bias {
+        Some(upload_1d(
+            fetch(w, &format!("{name}.bias"), &[out])?,
+            device,
+        ))
+    } else {
+        None
+    };
+    Ok(Linear {
+        w_t: upload_2d(weight, device).transpose(),
+        bias,
+        lora: None,
+    })
 }
 
 impl Llama {
@@ -101,7 +122,10 @@ impl Llama {
                 down: linear(w, &l("mlp.down_proj"), d, f, false, device)?,
             });
         }
-        let embed = upload_2d(fetch(w, "model.embed_tokens.weight", &[c.vocab_size, d])?, device);
+        let embed = upload_2d(
+            fetch(w, "model.embed_tokens.weight", &[c.vocab_size, d])?,
+            device,
+        );
         let head = if c.tie_word_embeddings {
             None
         } else {
@@ -131,20 +155,38 @@ impl Llama {
     ///
     /// # Shapes
     /// ids [B, T] -> [B, T, D]
-    pub fn hidden(&self, ids: Tensor<2, Int>, valid: Option<&[usize]>, mut cache: Option<&mut KvCache>) -> Tensor<3> {
+    pub fn hidden(
+        &self,
+        ids: Tensor<2, Int>,
+        valid: Option<&[usize]>,
+        mut cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
         let c = &self.config;
         let [b, t] = ids.dims();
         let (h, hkv, dh) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let offset = cache.as_ref().map_or(0, |kv| kv.len);
         let s = offset + t;
-        let mut x = self.embed.clone().select(0, ids.reshape([b * t])).reshape([b, t, c.hidden_size]);
+        let mut x =
+            self.embed
+                .clone()
+                .select(0, ids.reshape([b * t]))
+                .reshape([b, t, c.hidden_size]);
         let (cos, sin) = rope_tables(&self.inv_freq, offset, t, &self.device);
         // A single new token with no padding sees every cached key: no mask needed.
-        let bias = (t > 1 || valid.is_some()).then(|| attention_bias(b, h / hkv, t, s, offset, valid, &self.device));
+        let bias = (t > 1 || valid.is_some())
+            .then(|| attention_bias(b, h / hkv, t, s, offset, valid, &self.device));
         for (i, blk) in self.blocks.iter().enumerate() {
             let a = rms_norm(x.clone(), &blk.attn_norm, c.rms_norm_eps);
-            let q = blk.q.forward(a.clone()).reshape([b, t, h, dh]).swap_dims(1, 2); // [B, H, T, Dh]
-            let k = blk.k.forward(a.clone()).reshape([b, t, hkv, dh]).swap_dims(1, 2); // [B, Hkv, T, Dh]
+            let q = blk
+                .q
+                .forward(a.clone())
+                .reshape([b, t, h, dh])
+                .swap_dims(1, 2); // [B, H, T, Dh]
+            let k = blk
+                .k
+                .forward(a.clone())
+                .reshape([b, t, hkv, dh])
+                .swap_dims(1, 2); // [B, Hkv, T, Dh]
             let v = blk.v.forward(a).reshape([b, t, hkv, dh]).swap_dims(1, 2);
             let q = apply_rope(q, &cos, &sin);
             let mut k = apply_rope(k, &cos, &sin);
@@ -189,7 +231,8 @@ impl Llama {
     pub fn forward(&self, ids: Tensor<2, Int>, valid: Option<&[usize]>) -> Tensor<3> {
         let h = self.hidden(ids, valid, None);
         let [b, t, d] = h.dims();
-        self.logits(h.reshape([b * t, d])).reshape([b, t, self.config.vocab_size])
+        self.logits(h.reshape([b * t, d]))
+            .reshape([b, t, self.config.vocab_size])
     }
 
     /// Feeds `ids` (batch 1) through the cache and returns the logits of the last position.
@@ -226,7 +269,10 @@ impl Llama {
         self.blocks
             .iter_mut()
             .enumerate()
-            .flat_map(|(i, b)| b.linears_mut().map(|(n, l)| (format!("model.layers.{i}.{n}"), l)))
+            .flat_map(|(i, b)| {
+                b.linears_mut()
+                    .map(|(n, l)| (format!("model.layers.{i}.{n}"), l))
+            })
             .collect()
     }
 
@@ -261,7 +307,15 @@ impl Llama {
             let module = name.rsplit('.').next().unwrap_or_default();
             if cfg.targets.iter().any(|t| t == module) {
                 let [inp, out] = lin.w_t.dims();
-                lin.lora = Some(LoraAdapter::init(inp, out, cfg.rank, scale, cfg.dropout, &mut rng, &device));
+                lin.lora = Some(LoraAdapter::init(
+                    inp,
+                    out,
+                    cfg.rank,
+                    scale,
+                    cfg.dropout,
+                    &mut rng,
+                    &device,
+                ));
             }
         }
     }

@@ -9,7 +9,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// The seven projections LoRA can target, by their PEFT / HF module names.
-pub const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+pub const TARGETS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
 
 /// One adapter on one linear layer.
 #[derive(Clone)]
@@ -27,21 +35,59 @@ pub struct LoraAdapter {
 impl LoraAdapter {
     /// PEFT's scale: α/r, or α/√r for rsLoRA.
     pub fn scale(rank: usize, alpha: f64, rslora: bool) -> f64 {
-        if rslora { alpha / (rank as f64).sqrt() } else { alpha / rank as f64 }
+        if rslora {
+            alpha / (rank as f64).sqrt()
+        } else {
+            alpha / rank as f64
+        }
     }
 
     /// Fresh adapter: A ~ U(-1/√in, 1/√in) (Kaiming-uniform with a=√5, PyTorch's
     /// `nn.Linear` default that PEFT uses), B = 0. Host RNG so every backend starts equal.
-    pub fn init(inp: usize, out: usize, rank: usize, scale: f64, dropout: f64, rng: &mut StdRng, device: &Device) -> Self {
+    pub fn init(
+        inp: usize,
+        out: usize,
+        rank: usize,
+        scale: f64,
+        dropout: f64,
+        rng: &mut StdRng,
+        device: &Device,
+    ) -> Self {
         let bound = 1.0 / (inp as f64).sqrt();
-        let a: Vec<f32> = (0..rank * inp).map(|_| rng.random_range(-bound..bound) as f32).collect();
-        Self::from_host(a, vec![0.0; out * rank], inp, out, rank, scale, dropout, device)
+        let a: Vec<f32> = (0..rank * inp)
+            .map(|_| rng.random_range(-bound..bound) as f32)
+            .collect();
+        Self::from_host(
+            a,
+            vec![0.0; out * rank],
+            inp,
+            out,
+            rank,
+            scale,
+            dropout,
+            device,
+        )
     }
 
     /// From host values in PEFT layout; the tensors are autodiff leaves that require grad.
     #[allow(clippy::too_many_arguments)]
-    pub fn from_host(a: Vec<f32>, b: Vec<f32>, inp: usize, out: usize, rank: usize, scale: f64, dropout: f64, device: &Device) -> Self {
-        LoraAdapter { a: trainable(a, [rank, inp], device), b: trainable(b, [out, rank], device), scale, dropout, training: false }
+    pub fn from_host(
+        a: Vec<f32>,
+        b: Vec<f32>,
+        inp: usize,
+        out: usize,
+        rank: usize,
+        scale: f64,
+        dropout: f64,
+        device: &Device,
+    ) -> Self {
+        LoraAdapter {
+            a: trainable(a, [rank, inp], device),
+            b: trainable(b, [out, rank], device),
+            scale,
+            dropout,
+            training: false,
+        }
     }
 
     /// The adapter's contribution `s·(dropout(x)·Aᵀ)·Bᵀ`.
@@ -50,18 +96,29 @@ impl LoraAdapter {
     /// x [N, in] -> [N, out]
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let x = if self.training && self.dropout > 0.0 {
-            let keep = Tensor::<2>::random(x.dims(), Distribution::Bernoulli(1.0 - self.dropout), &x.device());
+            let keep = Tensor::<2>::random(
+                x.dims(),
+                Distribution::Bernoulli(1.0 - self.dropout),
+                &x.device(),
+            );
             x * keep.div_scalar(1.0 - self.dropout)
         } else {
             x
         };
-        x.matmul(self.a.clone().transpose()).matmul(self.b.clone().transpose()).mul_scalar(self.scale) // [N, out]
+        x.matmul(self.a.clone().transpose())
+            .matmul(self.b.clone().transpose())
+            .mul_scalar(self.scale) // [N, out]
     }
 }
 
 /// A trainable leaf tensor from host values.
 pub fn trainable(v: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
-    Tensor::<2>::from_data(TensorData::new(v, shape), &device.clone().without_autodiff()).autodiff().require_grad()
+    Tensor::<2>::from_data(
+        TensorData::new(v, shape),
+        &device.clone().without_autodiff(),
+    )
+    .autodiff()
+    .require_grad()
 }
 
 /// Which layers get adapters and how.

@@ -25,11 +25,18 @@ pub fn to_files(ck: &Checkpoint, cfg: &TrainConfig) -> Result<Vec<(&'static str,
         moments.insert(format!("m.{i:05}"), (vec![m.len()], m.clone()));
         moments.insert(format!("v.{i:05}"), (vec![v.len()], v.clone()));
     }
-    let state = State { progress: ck.progress.clone(), optimizer_step: ck.optimizer_step, config: cfg.clone() };
+    let state = State {
+        progress: ck.progress.clone(),
+        optimizer_step: ck.optimizer_step,
+        config: cfg.clone(),
+    };
     let mut files = vec![
         ("adapter_model.safetensors", to_safetensors(&ck.adapter)?),
         ("optimizer.safetensors", to_safetensors(&moments)?),
-        ("state.json", serde_json::to_vec_pretty(&state).map_err(|e| Error::Config(e.to_string()))?),
+        (
+            "state.json",
+            serde_json::to_vec_pretty(&state).map_err(|e| Error::Config(e.to_string()))?,
+        ),
     ];
     if let Some(best) = &ck.best_adapter {
         files.push(("best_adapter.safetensors", to_safetensors(best)?));
@@ -38,18 +45,31 @@ pub fn to_files(ck: &Checkpoint, cfg: &TrainConfig) -> Result<Vec<(&'static str,
 }
 
 /// Reads a checkpoint back; `read(name)` returns a file's bytes or `None` if absent.
-pub fn from_files(dir: &str, read: impl Fn(&str) -> Result<Option<Vec<u8>>>) -> Result<(Checkpoint, TrainConfig)> {
+pub fn from_files(
+    dir: &str,
+    read: impl Fn(&str) -> Result<Option<Vec<u8>>>,
+) -> Result<(Checkpoint, TrainConfig)> {
     let need = |name: &str| -> Result<Vec<u8>> {
-        read(name)?.ok_or_else(|| Error::Checkpoint { path: dir.into(), reason: format!("{name} is missing; not a checkpoint") })
+        read(name)?.ok_or_else(|| Error::Checkpoint {
+            path: dir.into(),
+            reason: format!("{name} is missing; not a checkpoint"),
+        })
     };
-    let state: State = serde_json::from_slice(&need("state.json")?)
-        .map_err(|e| Error::Checkpoint { path: format!("{dir}/state.json"), reason: e.to_string() })?;
+    let state: State =
+        serde_json::from_slice(&need("state.json")?).map_err(|e| Error::Checkpoint {
+            path: format!("{dir}/state.json"),
+            reason: e.to_string(),
+        })?;
     let adapter = from_safetensors(&need("adapter_model.safetensors")?, dir)?;
     let opt = from_safetensors(&need("optimizer.safetensors")?, dir)?;
     let n = opt.len() / 2;
     let mut moments = Vec::with_capacity(n);
     for i in 0..n {
-        let get = |k: String| opt.get(&k).map(|(_, v)| v.clone()).ok_or_else(|| Error::tensor(k, "missing from optimizer.safetensors"));
+        let get = |k: String| {
+            opt.get(&k)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| Error::tensor(k, "missing from optimizer.safetensors"))
+        };
         moments.push((get(format!("m.{i:05}"))?, get(format!("v.{i:05}"))?));
     }
     let best_adapter = match read("best_adapter.safetensors")? {
@@ -57,7 +77,13 @@ pub fn from_files(dir: &str, read: impl Fn(&str) -> Result<Option<Vec<u8>>>) -> 
         None => None,
     };
     Ok((
-        Checkpoint { progress: state.progress, adapter, moments, optimizer_step: state.optimizer_step, best_adapter },
+        Checkpoint {
+            progress: state.progress,
+            adapter,
+            moments,
+            optimizer_step: state.optimizer_step,
+            best_adapter,
+        },
         state.config,
     ))
 }

@@ -93,10 +93,21 @@ impl TrainConfig {
     /// The LoRA part, with target short names expanded to module names.
     pub fn lora(&self) -> Result<LoraConfig, String> {
         let mut targets = Vec::new();
-        for t in self.lora_targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let name = if t.ends_with("_proj") { t.to_string() } else { format!("{t}_proj") };
+        for t in self
+            .lora_targets
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            let name = if t.ends_with("_proj") {
+                t.to_string()
+            } else {
+                format!("{t}_proj")
+            };
             if !TARGETS.contains(&name.as_str()) {
-                return Err(format!("unknown LoRA target `{t}` (q, k, v, o, gate, up, down)"));
+                return Err(format!(
+                    "unknown LoRA target `{t}` (q, k, v, o, gate, up, down)"
+                ));
             }
             targets.push(name);
         }
@@ -119,7 +130,9 @@ impl TrainConfig {
     /// Total optimizer steps for a training set of `n` examples.
     pub fn total_steps(&self, n: usize) -> usize {
         self.steps.unwrap_or_else(|| {
-            let per_epoch = n.div_ceil(self.batch_size.max(1)).div_ceil(self.grad_accum.max(1));
+            let per_epoch = n
+                .div_ceil(self.batch_size.max(1))
+                .div_ceil(self.grad_accum.max(1));
             ((per_epoch as f64) * self.epochs).ceil().max(1.0) as usize
         })
     }

@@ -21,8 +21,14 @@ pub fn batch_loss(model: &Llama, batch: &Batch, chunk_bytes: usize) -> Tensor<1>
     let mut total: Option<Tensor<1>> = None;
     for (pos, tgt) in batch.positions.chunks(rows).zip(batch.targets.chunks(rows)) {
         let n = pos.len();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(pos.iter().map(|&p| p as i64).collect::<Vec<_>>(), [n]), device);
-        let tgt = Tensor::<2, Int>::from_data(TensorData::new(tgt.iter().map(|&t| t as i64).collect::<Vec<_>>(), [n, 1]), device);
+        let idx = Tensor::<1, Int>::from_data(
+            TensorData::new(pos.iter().map(|&p| p as i64).collect::<Vec<_>>(), [n]),
+            device,
+        );
+        let tgt = Tensor::<2, Int>::from_data(
+            TensorData::new(tgt.iter().map(|&t| t as i64).collect::<Vec<_>>(), [n, 1]),
+            device,
+        );
         let s = cross_entropy_sum(model.logits(h.clone().select(0, idx)), tgt); // [1]
         total = Some(match total {
             Some(t) => t + s,
@@ -47,7 +53,14 @@ pub fn cross_entropy_sum(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1
     let [n, v] = logits.dims();
     let shifted = logits.clone() - logits.max_dim(1).detach(); // [N, V]
     let e = shifted.clone().exp();
-    let block = (1..=1024).rev().find(|b| v % b == 0 && *b >= 64).unwrap_or(v);
-    let sum = e.reshape([n, v / block, block]).sum_dim(2).reshape([n, v / block]).sum_dim(1); // [N, 1]
+    let block = (1..=1024)
+        .rev()
+        .find(|b| v % b == 0 && *b >= 64)
+        .unwrap_or(v);
+    let sum = e
+        .reshape([n, v / block, block])
+        .sum_dim(2)
+        .reshape([n, v / block])
+        .sum_dim(1); // [N, 1]
     (sum.log() - shifted.gather(1, targets)).sum()
 }

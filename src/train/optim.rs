@@ -16,7 +16,12 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -38,12 +43,21 @@ impl AdamW {
                 (z.clone(), z)
             })
             .collect();
-        AdamW { cfg, step: 0, moments }
+        AdamW {
+            cfg,
+            step: 0,
+            moments,
+        }
     }
 
     /// One update; returns the new parameter values (plain tensors; the caller makes them
     /// trainable leaves again).
-    pub fn update(&mut self, params: &[Tensor<2>], grads: Vec<Tensor<2>>, lr: f64) -> Vec<Tensor<2>> {
+    pub fn update(
+        &mut self,
+        params: &[Tensor<2>],
+        grads: Vec<Tensor<2>>,
+        lr: f64,
+    ) -> Vec<Tensor<2>> {
         self.step += 1;
         let c = self.cfg;
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
@@ -53,7 +67,11 @@ impl AdamW {
             let p = p.clone().inner();
             *m = m.clone().mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1);
             *v = v.clone().mul_scalar(c.beta2) + (g.clone() * g).mul_scalar(1.0 - c.beta2);
-            let p = if c.weight_decay > 0.0 { p.mul_scalar(1.0 - lr * c.weight_decay) } else { p };
+            let p = if c.weight_decay > 0.0 {
+                p.mul_scalar(1.0 - lr * c.weight_decay)
+            } else {
+                p
+            };
             let denom = v.clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(c.eps);
             out.push(p - (m.clone() / denom).mul_scalar(lr / bc1));
         }
@@ -65,20 +83,36 @@ impl AdamW {
     /// Host copies of the moments (for checkpoints).
     pub fn moments_host(&self) -> crate::Result<Vec<(Vec<f32>, Vec<f32>)>> {
         let read = |t: &Tensor<2>| -> crate::Result<Vec<f32>> {
-            t.clone().into_data().try_into_vec().map_err(|e| crate::Error::Device(format!("readback: {e:?}")))
+            t.clone()
+                .into_data()
+                .try_into_vec()
+                .map_err(|e| crate::Error::Device(format!("readback: {e:?}")))
         };
-        self.moments.iter().map(|(m, v)| Ok((read(m)?, read(v)?))).collect()
+        self.moments
+            .iter()
+            .map(|(m, v)| Ok((read(m)?, read(v)?)))
+            .collect()
     }
 
     /// Restores moments saved by `moments_host` (same tensor order and sizes).
     pub fn restore_moments(&mut self, saved: &[(Vec<f32>, Vec<f32>)]) -> crate::Result<()> {
         if saved.len() != self.moments.len() {
-            return Err(crate::Error::tensor("optimizer", format!("{} moment pairs saved, {} expected", saved.len(), self.moments.len())));
+            return Err(crate::Error::tensor(
+                "optimizer",
+                format!(
+                    "{} moment pairs saved, {} expected",
+                    saved.len(),
+                    self.moments.len()
+                ),
+            ));
         }
         for ((m, v), (sm, sv)) in self.moments.iter_mut().zip(saved) {
             let dims = m.dims();
             if sm.len() != dims[0] * dims[1] || sv.len() != sm.len() {
-                return Err(crate::Error::tensor("optimizer", "moment size does not match the adapter"));
+                return Err(crate::Error::tensor(
+                    "optimizer",
+                    "moment size does not match the adapter",
+                ));
             }
             let dev = m.device();
             *m = Tensor::from_data(burn::tensor::TensorData::new(sm.clone(), dims), &dev);
@@ -90,7 +124,9 @@ impl AdamW {
 
 /// Global L2 norm of all gradients (one host read).
 pub fn global_norm(grads: &[Tensor<2>]) -> f64 {
-    let Some(first) = grads.first() else { return 0.0 };
+    let Some(first) = grads.first() else {
+        return 0.0;
+    };
     let mut total = Tensor::<1>::zeros([1], &first.device());
     for g in grads {
         total = total + (g.clone() * g.clone()).sum();

@@ -80,7 +80,13 @@ pub struct Outcome {
 }
 
 /// Hold-out loss: token-level mean over every labelled token of `examples`.
-pub fn eval_loss(model: &Llama, examples: &[TokenizedExample], batch_size: usize, chunk_bytes: usize, pad_id: u32) -> Result<f64> {
+pub fn eval_loss(
+    model: &Llama,
+    examples: &[TokenizedExample],
+    batch_size: usize,
+    chunk_bytes: usize,
+    pad_id: u32,
+) -> Result<f64> {
     let (mut sum, mut n) = (0.0, 0usize);
     for chunk in examples.chunks(batch_size.max(1)) {
         let refs: Vec<&TokenizedExample> = chunk.iter().collect();
@@ -93,12 +99,19 @@ pub fn eval_loss(model: &Llama, examples: &[TokenizedExample], batch_size: usize
 }
 
 fn read_scalar(t: Tensor<1>) -> Result<f64> {
-    let v: Vec<f32> = t.into_data().try_into_vec().map_err(|e| Error::Device(format!("readback: {e:?}")))?;
+    let v: Vec<f32> = t
+        .into_data()
+        .try_into_vec()
+        .map_err(|e| Error::Device(format!("readback: {e:?}")))?;
     Ok(v.first().copied().unwrap_or(f32::NAN) as f64)
 }
 
 fn params(model: &Llama) -> Vec<Tensor<2>> {
-    model.adapters().iter().flat_map(|(_, a)| [a.a.clone(), a.b.clone()]).collect()
+    model
+        .adapters()
+        .iter()
+        .flat_map(|(_, a)| [a.a.clone(), a.b.clone()])
+        .collect()
 }
 
 fn set_params(model: &mut Llama, new: Vec<Tensor<2>>) {
@@ -107,7 +120,11 @@ fn set_params(model: &mut Llama, new: Vec<Tensor<2>>) {
         if let Some(a) = lin.lora.as_mut() {
             let (na, nb) = (it.next(), it.next());
             if let (Some(na), Some(nb)) = (na, nb) {
-                *a = LoraAdapter { a: na.detach().autodiff().require_grad(), b: nb.detach().autodiff().require_grad(), ..a.clone() };
+                *a = LoraAdapter {
+                    a: na.detach().autodiff().require_grad(),
+                    b: nb.detach().autodiff().require_grad(),
+                    ..a.clone()
+                };
             }
         }
     }
@@ -128,7 +145,12 @@ pub fn train(
 ) -> Result<Outcome> {
     let total = cfg.total_steps(train_set.len());
     let lengths: Vec<usize> = train_set.iter().map(|e| e.ids.len()).collect();
-    let acfg = AdamWConfig { beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weight_decay: cfg.weight_decay };
+    let acfg = AdamWConfig {
+        beta1: cfg.beta1,
+        beta2: cfg.beta2,
+        eps: cfg.eps,
+        weight_decay: cfg.weight_decay,
+    };
     let mut opt = AdamW::new(acfg, &params(model));
     let (mut p, mut best) = (Progress::default(), None);
     if let Some(ck) = resume {
@@ -145,18 +167,25 @@ pub fn train(
     while p.step < total && !stop.load(Ordering::Relaxed) {
         let t0 = web_time::Instant::now();
         let lr = lr_at(cfg.schedule, cfg.lr, p.step, cfg.warmup_steps, total);
-        model.device.seed(cfg.seed.wrapping_add(p.step as u64 * 7919));
-        let (mut grads, mut loss_sum, mut tokens, mut labels, mut finite) = (None::<Vec<Tensor<2>>>, 0.0, 0, 0, true);
+        model
+            .device
+            .seed(cfg.seed.wrapping_add(p.step as u64 * 7919));
+        let (mut grads, mut loss_sum, mut tokens, mut labels, mut finite) =
+            (None::<Vec<Tensor<2>>>, 0.0, 0, 0, true);
         for _ in 0..cfg.grad_accum.max(1) {
             if p.batch_in_epoch >= order.len() {
                 p.epoch += 1;
                 p.batch_in_epoch = 0;
                 order = epoch_batches(&lengths, cfg.batch_size, cfg.shuffle, cfg.seed, p.epoch);
             }
-            let refs: Vec<&TokenizedExample> = order[p.batch_in_epoch].iter().map(|&i| &train_set[i]).collect();
+            let refs: Vec<&TokenizedExample> = order[p.batch_in_epoch]
+                .iter()
+                .map(|&i| &train_set[i])
+                .collect();
             p.batch_in_epoch += 1;
             let batch: Batch = collate(&refs, pad_id);
-            let loss = batch_loss(model, &batch, cfg.logits_chunk_bytes).div_scalar(cfg.grad_accum.max(1) as f64);
+            let loss = batch_loss(model, &batch, cfg.logits_chunk_bytes)
+                .div_scalar(cfg.grad_accum.max(1) as f64);
             let value = read_scalar(loss.clone().inner())?;
             finite &= value.is_finite();
             let g = loss.backward();
@@ -166,7 +195,11 @@ pub fn train(
                 .collect();
             grads = Some(match grads {
                 None => step_grads,
-                Some(acc) => acc.into_iter().zip(step_grads).map(|(a, b)| a + b).collect(),
+                Some(acc) => acc
+                    .into_iter()
+                    .zip(step_grads)
+                    .map(|(a, b)| a + b)
+                    .collect(),
             });
             loss_sum += value;
             tokens += batch.n_tokens();
@@ -176,7 +209,10 @@ pub fn train(
         let skipped = !finite || !norm.is_finite();
         if skipped {
             bad_in_a_row += 1;
-            rep.note(&format!("step {}: non-finite loss or gradient; step skipped", p.step + 1));
+            rep.note(&format!(
+                "step {}: non-finite loss or gradient; step skipped",
+                p.step + 1
+            ));
             if bad_in_a_row >= 3 {
                 return Err(Error::Generate(format!(
                     "3 steps in a row had a non-finite loss (last at step {}); lower --lr or check the data",
@@ -201,9 +237,19 @@ pub fn train(
             seconds: t0.elapsed().as_secs_f64(),
             skipped,
         });
-        if cfg.eval_every > 0 && p.step % cfg.eval_every == 0 && p.step < total && !eval_set.is_empty() {
+        if cfg.eval_every > 0
+            && p.step % cfg.eval_every == 0
+            && p.step < total
+            && !eval_set.is_empty()
+        {
             model.set_training(false);
-            let l = eval_loss(model, eval_set, cfg.batch_size, cfg.logits_chunk_bytes, pad_id)?;
+            let l = eval_loss(
+                model,
+                eval_set,
+                cfg.batch_size,
+                cfg.logits_chunk_bytes,
+                pad_id,
+            )?;
             model.set_training(true);
             rep.eval(p.step, l);
             if p.best_eval_loss.is_none_or(|b| l < b) {
@@ -212,7 +258,10 @@ pub fn train(
             } else {
                 p.evals_without_improvement += 1;
                 if cfg.patience > 0 && p.evals_without_improvement >= cfg.patience {
-                    rep.note(&format!("early stop: no hold-out improvement in {} evaluations", cfg.patience));
+                    rep.note(&format!(
+                        "early stop: no hold-out improvement in {} evaluations",
+                        cfg.patience
+                    ));
                     stopped_early = true;
                     break;
                 }
@@ -232,7 +281,13 @@ pub fn train(
     let final_eval_loss = if eval_set.is_empty() {
         None
     } else {
-        let l = eval_loss(model, eval_set, cfg.batch_size, cfg.logits_chunk_bytes, pad_id)?;
+        let l = eval_loss(
+            model,
+            eval_set,
+            cfg.batch_size,
+            cfg.logits_chunk_bytes,
+            pad_id,
+        )?;
         rep.eval(p.step, l);
         if p.best_eval_loss.is_none_or(|b| l < b) {
             (p.best_eval_loss, p.best_step) = (Some(l), p.step);
@@ -240,5 +295,10 @@ pub fn train(
         }
         Some(l)
     };
-    Ok(Outcome { progress: p, final_eval_loss, best_adapter: best, stopped_early })
+    Ok(Outcome {
+        progress: p,
+        final_eval_loss,
+        best_adapter: best,
+        stopped_early,
+    })
 }

@@ -63,7 +63,10 @@ pub fn open_bytes(bytes: Bytes, name: &str) -> Result<ModelSource> {
     let file = GgufFile::parse(&bytes, name)?;
     let config = ModelConfig::from_gguf(&file, file.tensor("output.weight").is_some())?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
-    let chat_template = file.get_str("tokenizer.chat_template").ok().map(str::to_string);
+    let chat_template = file
+        .get_str("tokenizer.chat_template")
+        .ok()
+        .map(str::to_string);
     // llama.cpp permutes Q/K rows for `llama` (incl. Mistral/Llama 3) but not for `qwen2`.
     let permuted = (config.arch != "qwen2").then_some((config.num_heads, config.num_kv_heads));
     Ok(ModelSource {
@@ -71,6 +74,10 @@ pub fn open_bytes(bytes: Bytes, name: &str) -> Result<ModelSource> {
         config,
         tokenizer,
         chat_template,
-        weights: Arc::new(GgufWeights { bytes: Arc::new(bytes), file, permuted }),
+        weights: Arc::new(GgufWeights {
+            bytes: Arc::new(bytes),
+            file,
+            permuted,
+        }),
     })
 }

@@ -104,7 +104,10 @@ mod tests {
             let g = hf_to_gguf(hf).unwrap();
             assert_eq!(gguf_to_hf(&g).unwrap(), hf);
         }
-        assert_eq!(hf_to_gguf("model.layers.3.mlp.up_proj.weight").unwrap(), "blk.3.ffn_up.weight");
+        assert_eq!(
+            hf_to_gguf("model.layers.3.mlp.up_proj.weight").unwrap(),
+            "blk.3.ffn_up.weight"
+        );
         assert_eq!(hf_to_gguf("model.layers.x.mlp.up_proj.weight"), None);
     }
 

@@ -26,7 +26,8 @@ impl SafetensorsWeights {
     /// Indexes the given shards (name for errors, bytes).
     pub fn new(shards: Vec<(String, Bytes)>) -> Result<Self> {
         let mut index = HashMap::new();
-        let shards: Vec<(String, Arc<Bytes>)> = shards.into_iter().map(|(n, b)| (n, Arc::new(b))).collect();
+        let shards: Vec<(String, Arc<Bytes>)> =
+            shards.into_iter().map(|(n, b)| (n, Arc::new(b))).collect();
         for (i, (name, bytes)) in shards.iter().enumerate() {
             let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint {
                 path: name.clone(),
@@ -43,16 +44,32 @@ impl SafetensorsWeights {
 /// Converts a safetensors view to f32 (F32, F16, BF16).
 pub fn view_to_f32(name: &str, dtype: Dtype, data: &[u8]) -> Result<Vec<f32>> {
     Ok(match dtype {
-        Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        Dtype::F16 => data.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        Dtype::BF16 => data.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        other => return Err(Error::tensor(name, format!("dtype {other:?} is not supported (F32, F16, BF16)"))),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(Error::tensor(
+                name,
+                format!("dtype {other:?} is not supported (F32, F16, BF16)"),
+            ));
+        }
     })
 }
 
 impl WeightSource for SafetensorsWeights {
     fn get(&self, hf_name: &str) -> Result<Option<HostTensor>> {
-        let Some(&i) = self.index.get(hf_name) else { return Ok(None) };
+        let Some(&i) = self.index.get(hf_name) else {
+            return Ok(None);
+        };
         let (shard, bytes) = &self.shards[i];
         let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint {
             path: shard.clone(),
@@ -62,7 +79,10 @@ impl WeightSource for SafetensorsWeights {
             .tensor(hf_name)
             .map_err(|e| Error::tensor(hf_name, format!("{shard}: {e}")))?;
         let data = view_to_f32(hf_name, view.dtype(), view.data())?;
-        Ok(Some(HostTensor { shape: view.shape().to_vec(), data }))
+        Ok(Some(HostTensor {
+            shape: view.shape().to_vec(),
+            data,
+        }))
     }
 }
 
@@ -74,10 +94,12 @@ fn read_json(path: &Path) -> Result<Option<Json>> {
     if !path.exists() {
         return Ok(None);
     }
-    serde_json::from_str(&read(path)?).map(Some).map_err(|e| Error::Checkpoint {
-        path: path.display().to_string(),
-        reason: format!("invalid JSON: {e}"),
-    })
+    serde_json::from_str(&read(path)?)
+        .map(Some)
+        .map_err(|e| Error::Checkpoint {
+            path: path.display().to_string(),
+            reason: format!("invalid JSON: {e}"),
+        })
 }
 
 /// The shard files of a checkpoint directory.
@@ -93,11 +115,16 @@ fn shard_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
             reason: "neither model.safetensors nor model.safetensors.index.json found".into(),
         });
     };
-    let map = index["weight_map"].as_object().ok_or_else(|| Error::Checkpoint {
-        path: index_path.display().to_string(),
-        reason: "`weight_map` is missing".into(),
-    })?;
-    let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(String::from)).collect();
+    let map = index["weight_map"]
+        .as_object()
+        .ok_or_else(|| Error::Checkpoint {
+            path: index_path.display().to_string(),
+            reason: "`weight_map` is missing".into(),
+        })?;
+    let mut files: Vec<String> = map
+        .values()
+        .filter_map(|v| v.as_str().map(String::from))
+        .collect();
     files.sort();
     files.dedup();
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
@@ -128,7 +155,10 @@ pub fn open_dir(dir: &Path) -> Result<ModelSource> {
     let gen_cfg = read_json(&dir.join("generation_config.json"))?;
     let tok_path = dir.join("tokenizer.json");
     let tokenizer = Tokenizer::from_hf(&read(&tok_path)?, tok_cfg.as_ref(), gen_cfg.as_ref())
-        .map_err(|e| Error::Checkpoint { path: tok_path.display().to_string(), reason: e.to_string() })?;
+        .map_err(|e| Error::Checkpoint {
+            path: tok_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
     let shards = shard_files(dir)?
         .into_iter()
         .map(|p| Ok((p.display().to_string(), Bytes::map(&p)?)))

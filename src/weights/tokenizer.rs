@@ -14,7 +14,13 @@ const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// End-of-turn markers of common chat templates; generation stops on any present in the vocab.
-const END_OF_TURN: &[&str] = &["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"];
+const END_OF_TURN: &[&str] = &[
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+];
 
 /// A tokenizer plus the model's special tokens.
 #[derive(Clone)]
@@ -31,9 +37,18 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    fn finish(inner: tokenizers::Tokenizer, bos_id: Option<u32>, eos_id: Option<u32>, pad_id: Option<u32>, extra_stop: &[u32]) -> Self {
+    fn finish(
+        inner: tokenizers::Tokenizer,
+        bos_id: Option<u32>,
+        eos_id: Option<u32>,
+        pad_id: Option<u32>,
+        extra_stop: &[u32],
+    ) -> Self {
         let name = |id: Option<u32>| id.and_then(|i| inner.id_to_token(i));
-        let mut stop_ids: Vec<u32> = eos_id.into_iter().chain(extra_stop.iter().copied()).collect();
+        let mut stop_ids: Vec<u32> = eos_id
+            .into_iter()
+            .chain(extra_stop.iter().copied())
+            .collect();
         stop_ids.extend(END_OF_TURN.iter().filter_map(|t| inner.token_to_id(t)));
         stop_ids.sort_unstable();
         stop_ids.dedup();
@@ -50,7 +65,11 @@ impl Tokenizer {
 
     /// From `tokenizer.json` text plus the optional `tokenizer_config.json` and
     /// `generation_config.json` of the same checkpoint.
-    pub fn from_hf(json_text: &str, tok_cfg: Option<&Json>, gen_cfg: Option<&Json>) -> Result<Self> {
+    pub fn from_hf(
+        json_text: &str,
+        tok_cfg: Option<&Json>,
+        gen_cfg: Option<&Json>,
+    ) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(json_text.as_bytes())
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json: {e}")))?;
         let tok_id = |key: &str| -> Option<u32> {
@@ -61,14 +80,19 @@ impl Tokenizer {
         let ids = |v: &Json| -> Vec<u32> {
             match v {
                 Json::Number(n) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-                Json::Array(a) => a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect(),
+                Json::Array(a) => a
+                    .iter()
+                    .filter_map(|x| x.as_u64().map(|x| x as u32))
+                    .collect(),
                 _ => vec![],
             }
         };
         let gen_eos = gen_cfg.map(|g| ids(&g["eos_token_id"])).unwrap_or_default();
         let eos = tok_id("eos_token").or(gen_eos.first().copied());
-        let bos = tok_id("bos_token").or(gen_cfg.and_then(|g| ids(&g["bos_token_id"]).first().copied()));
-        let pad = tok_id("pad_token").or(gen_cfg.and_then(|g| ids(&g["pad_token_id"]).first().copied()));
+        let bos =
+            tok_id("bos_token").or(gen_cfg.and_then(|g| ids(&g["bos_token_id"]).first().copied()));
+        let pad =
+            tok_id("pad_token").or(gen_cfg.and_then(|g| ids(&g["pad_token_id"]).first().copied()));
         Ok(Self::finish(inner, bos, eos, pad, &gen_eos))
     }
 
@@ -90,7 +114,9 @@ impl Tokenizer {
             id("tokenizer.ggml.bos_token_id"),
             id("tokenizer.ggml.eos_token_id"),
             id("tokenizer.ggml.padding_token_id"),
-            &id("tokenizer.ggml.eot_token_id").into_iter().collect::<Vec<_>>(),
+            &id("tokenizer.ggml.eot_token_id")
+                .into_iter()
+                .collect::<Vec<_>>(),
         ))
     }
 
@@ -114,7 +140,9 @@ impl Tokenizer {
 
     /// Text of `ids`, special tokens included (they are part of what the model said).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| Error::Tokenizer(e.to_string()))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     /// The id of a token string, if it is in the vocabulary.
@@ -132,12 +160,19 @@ impl Tokenizer {
 fn gguf_bpe_json(f: &GgufFile) -> Result<Json> {
     let tokens = f.get_str_array("tokenizer.ggml.tokens")?;
     let merges = f.get_str_array("tokenizer.ggml.merges")?;
-    let types: Vec<u64> = match f.metadata.get("tokenizer.ggml.token_type").and_then(|v| v.as_array()) {
+    let types: Vec<u64> = match f
+        .metadata
+        .get("tokenizer.ggml.token_type")
+        .and_then(|v| v.as_array())
+    {
         Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
         None => vec![1; tokens.len()],
     };
-    let vocab: serde_json::Map<String, Json> =
-        tokens.iter().enumerate().map(|(i, t)| (t.to_string(), json!(i))).collect();
+    let vocab: serde_json::Map<String, Json> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), json!(i)))
+        .collect();
     // llama.cpp token types: 3 = control, 4 = user-defined; both are matched verbatim in text.
     let added: Vec<Json> = tokens
         .iter()
@@ -152,17 +187,22 @@ fn gguf_bpe_json(f: &GgufFile) -> Result<Json> {
         .iter()
         .map(|m| match m.split_once(' ') {
             Some((a, b)) => Ok(json!([a, b])),
-            None => Err(f.meta_err("tokenizer.ggml.merges", &format!("merge `{m}` has no space"))),
+            None => Err(f.meta_err(
+                "tokenizer.ggml.merges",
+                &format!("merge `{m}` has no space"),
+            )),
         })
         .collect::<Result<_>>()?;
-    let byte_level = |use_regex: bool| {
-        json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-    };
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     let pre = f.get_str("tokenizer.ggml.pre").unwrap_or("default");
     let pre_tokenizer = match pre {
         "default" | "gpt2" | "gpt-2" | "smollm" | "starcoder" | "refact" => byte_level(true),
         "llama3" | "llama-v3" | "llama-bpe" | "qwen2" | "deepseek-r1-qwen" => {
-            let pattern = if pre.contains("qwen") { QWEN2_SPLIT } else { LLAMA3_SPLIT };
+            let pattern = if pre.contains("qwen") {
+                QWEN2_SPLIT
+            } else {
+                LLAMA3_SPLIT
+            };
             json!({"type": "Sequence", "pretokenizers": [
                 {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
                 byte_level(false)]})
@@ -170,7 +210,9 @@ fn gguf_bpe_json(f: &GgufFile) -> Result<Json> {
         other => {
             return Err(f.meta_err(
                 "tokenizer.ggml.pre",
-                &format!("pre-tokenizer `{other}` is not supported (gpt2, smollm, llama-bpe, qwen2)"),
+                &format!(
+                    "pre-tokenizer `{other}` is not supported (gpt2, smollm, llama-bpe, qwen2)"
+                ),
             ));
         }
     };

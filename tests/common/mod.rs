@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: where the real model and the reference live.
 #![allow(dead_code)]
 
+pub mod tiny;
+
 use std::path::PathBuf;
 
 /// The real test model (SmolLM2-135M-Instruct Q4_1). `scripts/test.sh` fetches it and sets
@@ -8,8 +10,14 @@ use std::path::PathBuf;
 pub fn model_path() -> PathBuf {
     let p = std::env::var_os("ANYTUNE_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-    assert!(p.exists(), "{} not found: run scripts/fetch-model.sh (or scripts/test.sh)", p.display());
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        p.exists(),
+        "{} not found: run scripts/fetch-model.sh (or scripts/test.sh)",
+        p.display()
+    );
     p
 }
 
@@ -18,7 +26,9 @@ pub fn model_path() -> PathBuf {
 pub fn hf_model_dir() -> PathBuf {
     let p = std::env::var_os("ANYTUNE_HF_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/smollm2-135m-hf"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/smollm2-135m-hf")
+        });
     assert!(
         p.join("model.safetensors").exists(),
         "{} has no model.safetensors: run scripts/test.sh (it converts the GGUF with the reference script)",
@@ -42,5 +52,9 @@ pub fn golden() -> serde_json::Value {
 }
 
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
