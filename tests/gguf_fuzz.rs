@@ -79,7 +79,7 @@ impl Writer {
         b.extend(self.n_kv.to_le_bytes());
         b.extend(self.kv);
         b.extend(self.infos);
-        while b.len() % 32 != 0 {
+        while !b.len().is_multiple_of(32) {
             b.push(0);
         }
         let n = b.len() + self.data_len as usize;

@@ -2,7 +2,7 @@
 //! mask, LoRA initialised from `adapter_init/`; the loss before any update must equal
 //! 0.48016489 within 1e-3 relative and every step-0 gradient must match
 //! `grads_step0.safetensors` (lora_B within 1e-3 relative norm error, lora_A exactly zero) —
-//! on the CPU backend and on wgpu.
+//! on the CPU backend and on wgpu; then 2 training steps on that batch lower its loss.
 
 mod common;
 
@@ -11,14 +11,17 @@ use anytune::device::{self, DeviceChoice};
 use anytune::export::peft;
 use anytune::model::Llama;
 use anytune::train::loss::{DEFAULT_LOGITS_CHUNK_BYTES, batch_loss};
+use anytune::train::{Reporter, TrainConfig, train};
 use anytune::weights::ModelSource;
 use burn::tensor::Device;
 use common::*;
 use safetensors::SafeTensors;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 const REF_LOSS: f64 = 0.48016488552093506;
 
-fn first_batch(src: &ModelSource) -> anytune::data::Batch {
+fn first_batch(src: &ModelSource) -> (anytune::data::Batch, Vec<anytune::data::TokenizedExample>) {
     let path = reference_dir().join("data/train.jsonl");
     let parsed = jsonl::parse(&std::fs::read_to_string(&path).unwrap(), "train.jsonl");
     assert!(parsed.problems.is_empty());
@@ -61,12 +64,13 @@ fn first_batch(src: &ModelSource) -> anytune::data::Batch {
         })
         .collect();
     assert_eq!(ours, labels, "row 0 labels");
-    batch
+    (batch, toks)
 }
 
 fn check(device: &Device, label: &str) {
+    let t0 = std::time::Instant::now();
     let src = ModelSource::open(&model_path()).unwrap();
-    let batch = first_batch(&src);
+    let (batch, toks) = first_batch(&src);
     let mut model = Llama::load(&src, device).unwrap();
     peft::load_dir(&mut model, &reference_dir().join("peft/adapter_init")).unwrap();
     assert_eq!(model.adapters().len(), 210);
@@ -128,6 +132,31 @@ fn check(device: &Device, label: &str) {
     for (e, k) in &errs {
         assert!(*e < 1e-3, "{label}: {k}: relative norm error {e:.2e}");
     }
+    // Then 2 real training steps (the trainer: loss, backward, AdamW) on that batch: its loss
+    // must go down.
+    let cfg = TrainConfig {
+        steps: Some(2),
+        shuffle: false,
+        eval_every: 0,
+        ..TrainConfig::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let out = train(&mut model, &cfg, &toks, &toks, 2, None, stop, &mut Quiet).unwrap();
+    let after = out.final_eval_loss.unwrap();
+    eprintln!("{label}: loss on the first batch after 2 AdamW steps: {value:.5} -> {after:.5}");
+    assert!(
+        after < value - 0.01,
+        "{label}: loss did not go down: {value} -> {after}"
+    );
+    eprintln!("{label}: {:.0}s in all", t0.elapsed().as_secs_f64());
+}
+
+struct Quiet;
+
+impl Reporter for Quiet {
+    fn step(&mut self, _: &anytune::train::StepStats) {}
+    fn eval(&mut self, _: usize, _: f64) {}
+    fn note(&mut self, _: &str) {}
 }
 
 #[test]
@@ -135,18 +164,114 @@ fn cpu_first_batch_loss_and_gradients_match_peft() {
     check(&Device::flex().autodiff(), "cpu");
 }
 
-#[test]
-fn wgpu_first_batch_loss_and_gradients_match_peft() {
+/// The wgpu device under test (`ANYTUNE_TEST_WGPU`, default vulkan); `None` = skip, unless
+/// `ANYTUNE_REQUIRE_WGPU=1` (our CI) turns a missing adapter into a failure.
+fn wgpu() -> Option<Device> {
     let choice: DeviceChoice = std::env::var("ANYTUNE_TEST_WGPU")
         .unwrap_or_else(|_| "vulkan".into())
         .parse()
         .unwrap();
-    let dev = match device::open(choice, |m| eprintln!("{m}")) {
-        Ok(d) => d,
+    match device::open(choice, |m| eprintln!("{m}")) {
+        Ok(d) => Some(d.device),
         Err(e) if std::env::var("ANYTUNE_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("{e}"),
-        Err(e) => return eprintln!("SKIPPED: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
+}
+
+/// The full reference batch (4 x 255 tokens, 30 layers) forward + backward + 2 steps takes
+/// about an hour on lavapipe (software Vulkan runs these kernels ~100x slower than the CPU
+/// backend), so CI runs `wgpu_matches_cpu_and_trains_on_a_short_batch` instead; run this once
+/// on a machine with time or a GPU: `cargo test --release --test parity -- --ignored`.
+#[test]
+#[ignore = "about an hour on lavapipe; run outside CI"]
+fn wgpu_first_batch_loss_and_gradients_match_peft() {
+    let Some(dev) = wgpu() else { return };
+    check(&dev, "wgpu");
+}
+
+/// Loss and every adapter gradient of the real model on a short batch: wgpu against the CPU
+/// backend (which matches PEFT above), then 2 training steps on wgpu lower that batch's loss.
+#[test]
+fn wgpu_matches_cpu_and_trains_on_a_short_batch() {
+    let Some(gpu) = wgpu() else { return };
+    let src = ModelSource::open(&model_path()).unwrap();
+    let t = ChatTemplate::new(src.chat_template.as_deref(), &src.tokenizer).unwrap();
+    let line = r#"{"messages":[{"role":"system","content":"Reply with JSON."},{"role":"user","content":"Package: zlib1g"},{"role":"assistant","content":"{\"package_name\": \"zlib1g\"}"}]}"#;
+    let o = TokenizeOptions {
+        max_seq_len: 256,
+        train_on_prompt: false,
     };
-    check(&dev.device, "wgpu");
+    let toks = anytune::data::load::load_text(line, "short.jsonl", &src.tokenizer, &t, o).examples;
+    let batch = collate(&toks.iter().collect::<Vec<_>>(), 2);
+    eprintln!(
+        "short batch: {} tokens, {} labelled",
+        batch.n_tokens(),
+        batch.targets.len()
+    );
+    let run = |device: &Device| {
+        let mut m = Llama::load(&src, device).unwrap();
+        peft::load_dir(&mut m, &reference_dir().join("peft/adapter_init")).unwrap();
+        let loss = batch_loss(&m, &batch, DEFAULT_LOGITS_CHUNK_BYTES);
+        let value = loss
+            .clone()
+            .inner()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap()[0];
+        let g = loss.backward();
+        let grads: Vec<Vec<f32>> = m
+            .adapters()
+            .iter()
+            .map(|(_, a)| a.b.grad(&g).unwrap().into_data().try_into_vec().unwrap())
+            .collect();
+        (m, value, grads)
+    };
+    let (_, cpu_loss, cpu_grads) = run(&Device::flex());
+    let (mut model, gpu_loss, gpu_grads) = run(&gpu);
+    eprintln!("short batch loss: cpu {cpu_loss:.6}, wgpu {gpu_loss:.6}");
+    assert!(((cpu_loss - gpu_loss) / cpu_loss).abs() < 1e-4);
+    let mut worst = 0f64;
+    for (c, g) in cpu_grads.iter().zip(&gpu_grads) {
+        let diff: f64 = c
+            .iter()
+            .zip(g)
+            .map(|(x, y)| ((x - y) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm: f64 = c.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        worst = worst.max(diff / norm.max(1e-30));
+    }
+    eprintln!(
+        "wgpu vs cpu lora_B gradients: worst relative norm error {worst:.2e} over 210 tensors"
+    );
+    assert!(worst < 1e-3);
+    let cfg = TrainConfig {
+        steps: Some(2),
+        batch_size: 1,
+        shuffle: false,
+        eval_every: 0,
+        ..TrainConfig::default()
+    };
+    let out = train(
+        &mut model,
+        &cfg,
+        &toks,
+        &toks,
+        2,
+        None,
+        Arc::new(AtomicBool::new(false)),
+        &mut Quiet,
+    )
+    .unwrap();
+    let after = out.final_eval_loss.unwrap();
+    eprintln!("wgpu: 2 AdamW steps on the real model: batch loss {gpu_loss:.5} -> {after:.5}");
+    assert!(
+        after < gpu_loss as f64 - 0.01,
+        "loss did not go down: {gpu_loss} -> {after}"
+    );
 }
 
 /// The adapter PEFT trained (30 steps) applied by our loader gives the reference's hold-out

@@ -59,7 +59,7 @@ pub fn split(
     if share <= 0.0 || examples.len() < 2 {
         return (examples, Vec::new());
     }
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_0F_E7A1);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x005E_ED0F_E7A1);
     examples.shuffle(&mut rng);
     let n = ((examples.len() as f64 * share).round() as usize).clamp(1, examples.len() - 1);
     let eval = examples.split_off(examples.len() - n);

@@ -101,7 +101,7 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
 /// Dequantizes `n` elements of type `ty` from `bytes` into f32.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize, name: &str) -> Result<Vec<f32>> {
     let (be, bb) = (ty.block_elems(), ty.block_bytes());
-    if n % be != 0 || bytes.len() != n / be * bb {
+    if !n.is_multiple_of(be) || bytes.len() != n / be * bb {
         return Err(Error::tensor(
             name,
             format!("{ty:?}: {} bytes do not hold {n} elements", bytes.len()),

@@ -22,6 +22,9 @@ const END_OF_TURN: &[&str] = &[
     "<|endoftext|>",
 ];
 
+/// A byte range `[start, end)` in the encoded text.
+pub type Span = (usize, usize);
+
 /// A tokenizer plus the model's special tokens.
 #[derive(Clone)]
 pub struct Tokenizer {
@@ -130,7 +133,7 @@ impl Tokenizer {
     }
 
     /// Token ids of `text` with each token's byte range in `text`.
-    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<Span>)> {
         let e = self
             .inner
             .encode(text, false)

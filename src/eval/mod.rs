@@ -1,0 +1,3 @@
+//! Validation: task metrics on generated answers (hold-out loss lives in `train::eval_loss`).
+
+pub mod metrics;
