@@ -125,6 +125,19 @@ struct Session {
     template: ChatTemplate,
 }
 
+impl Session {
+    /// Generates from `ids`, printing text as it comes, then a newline.
+    fn stream(&self, ids: &[u32], o: &SamplingOptions) -> Result<anytune::generate::Generation> {
+        let mut out = std::io::stdout();
+        let g = generate(&self.model, &self.src.tokenizer, ids, o, |piece| {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        })?;
+        println!();
+        Ok(g)
+    }
+}
+
 fn load(args: &ModelArgs, quiet: bool) -> Result<Session> {
     let note = |m: &str| {
         if !quiet {
@@ -185,18 +198,7 @@ fn run_generate(a: GenerateArgs) -> Result<()> {
         s.template.render(&msgs, true)?
     };
     let ids = s.src.tokenizer.encode(&text)?;
-    let mut out = std::io::stdout();
-    let g = generate(
-        &s.model,
-        &s.src.tokenizer,
-        &ids,
-        &a.sampling.options(),
-        |piece| {
-            let _ = out.write_all(piece.as_bytes());
-            let _ = out.flush();
-        },
-    )?;
-    println!();
+    let g = s.stream(&ids, &a.sampling.options())?;
     if !a.quiet {
         eprintln!(
             "[{} prompt tokens, {} new tokens in {:.2}s: {:.2} tokens/s]",
@@ -218,7 +220,6 @@ fn run_chat(a: ChatArgs) -> Result<()> {
         .collect();
     let base = msgs.clone();
     let stdin = std::io::stdin();
-    let mut out = std::io::stdout();
     eprintln!("chat: type a message; /reset clears, /exit quits");
     loop {
         eprint!("> ");
@@ -238,17 +239,7 @@ fn run_chat(a: ChatArgs) -> Result<()> {
         }
         msgs.push(Message::new("user", line));
         let ids = s.src.tokenizer.encode(&s.template.render(&msgs, true)?)?;
-        let g = generate(
-            &s.model,
-            &s.src.tokenizer,
-            &ids,
-            &a.sampling.options(),
-            |piece| {
-                let _ = out.write_all(piece.as_bytes());
-                let _ = out.flush();
-            },
-        )?;
-        println!();
+        let g = s.stream(&ids, &a.sampling.options())?;
         eprintln!(
             "[{} tokens, {:.2} tokens/s]",
             g.ids.len(),
@@ -457,12 +448,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         train_on_prompt: false,
     };
     let data = read_data(&a.data, &s, o, false)?;
-    let pad = s
-        .src
-        .tokenizer
-        .pad_id
-        .or(s.src.tokenizer.eos_id)
-        .unwrap_or(0);
+    let pad = s.src.tokenizer.pad_or_eos();
     let loss = eval_loss(
         &s.model,
         &data,
@@ -570,12 +556,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         ),
         None => None,
     };
-    let pad = s
-        .src
-        .tokenizer
-        .pad_id
-        .or(s.src.tokenizer.eos_id)
-        .unwrap_or(0);
+    let pad = s.src.tokenizer.pad_or_eos();
     let total = cfg.total_steps(train_set.len());
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let mut model = s.model.clone();

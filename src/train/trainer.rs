@@ -29,6 +29,7 @@ pub struct Progress {
     /// Next micro-batch index within the epoch's order.
     pub batch_in_epoch: usize,
     pub best_eval_loss: Option<f64>,
+    pub last_eval_loss: Option<f64>,
     pub best_step: usize,
     pub evals_without_improvement: usize,
     pub tokens_seen: usize,
@@ -128,6 +129,34 @@ fn set_params(model: &mut Llama, new: Vec<Tensor<2>>) {
             }
         }
     }
+}
+
+/// Hold-out loss now; reports it and keeps the adapter when it is the best so far. Returns
+/// whether it improved.
+fn evaluate(
+    model: &Llama,
+    cfg: &TrainConfig,
+    eval_set: &[TokenizedExample],
+    pad_id: u32,
+    p: &mut Progress,
+    best: &mut Option<AdapterTensors>,
+    rep: &mut dyn Reporter,
+) -> Result<bool> {
+    let l = eval_loss(
+        model,
+        eval_set,
+        cfg.batch_size,
+        cfg.logits_chunk_bytes,
+        pad_id,
+    )?;
+    rep.eval(p.step, l);
+    p.last_eval_loss = Some(l);
+    if p.best_eval_loss.is_some_and(|b| l >= b) {
+        return Ok(false);
+    }
+    (p.best_eval_loss, p.best_step, p.evals_without_improvement) = (Some(l), p.step, 0);
+    *best = Some(adapter_tensors(model)?);
+    Ok(true)
 }
 
 /// Trains `model`'s adapters. `resume` continues a checkpoint; `stop` ends the run after the
@@ -243,19 +272,9 @@ pub fn train(
             && !eval_set.is_empty()
         {
             model.set_training(false);
-            let l = eval_loss(
-                model,
-                eval_set,
-                cfg.batch_size,
-                cfg.logits_chunk_bytes,
-                pad_id,
-            )?;
+            let improved = evaluate(model, cfg, eval_set, pad_id, &mut p, &mut best, rep)?;
             model.set_training(true);
-            rep.eval(p.step, l);
-            if p.best_eval_loss.is_none_or(|b| l < b) {
-                (p.best_eval_loss, p.best_step, p.evals_without_improvement) = (Some(l), p.step, 0);
-                best = Some(adapter_tensors(model)?);
-            } else {
+            if !improved {
                 p.evals_without_improvement += 1;
                 if cfg.patience > 0 && p.evals_without_improvement >= cfg.patience {
                     rep.note(&format!(
@@ -281,19 +300,8 @@ pub fn train(
     let final_eval_loss = if eval_set.is_empty() {
         None
     } else {
-        let l = eval_loss(
-            model,
-            eval_set,
-            cfg.batch_size,
-            cfg.logits_chunk_bytes,
-            pad_id,
-        )?;
-        rep.eval(p.step, l);
-        if p.best_eval_loss.is_none_or(|b| l < b) {
-            (p.best_eval_loss, p.best_step) = (Some(l), p.step);
-            best = Some(adapter_tensors(model)?);
-        }
-        Some(l)
+        evaluate(model, cfg, eval_set, pad_id, &mut p, &mut best, rep)?;
+        p.last_eval_loss
     };
     Ok(Outcome {
         progress: p,

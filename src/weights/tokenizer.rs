@@ -148,6 +148,12 @@ impl Tokenizer {
             .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
+    /// The id to pad batches with: the pad token, else eos, else 0 (padding is masked by
+    /// length, so any id works; a real token keeps embeddings in range).
+    pub fn pad_or_eos(&self) -> u32 {
+        self.pad_id.or(self.eos_id).unwrap_or(0)
+    }
+
     /// The id of a token string, if it is in the vocabulary.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
