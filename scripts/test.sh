@@ -21,4 +21,4 @@ if [ ! -f "$hf/model.safetensors" ]; then
 fi
 export ANYTUNE_HF_MODEL="$hf"
 export ANYTUNE_REQUIRE_WGPU="${ANYTUNE_REQUIRE_WGPU-1}"
-cargo test --release "$@"
+cargo test --release --no-fail-fast "$@"

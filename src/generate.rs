@@ -20,6 +20,8 @@ pub struct SamplingOptions {
     /// Keep the smallest set whose probability reaches p (1 = all).
     pub top_p: f32,
     pub seed: u64,
+    /// Keep going through stop tokens until `max_tokens` (benchmarks).
+    pub ignore_stop: bool,
 }
 
 impl Default for SamplingOptions {
@@ -30,6 +32,7 @@ impl Default for SamplingOptions {
             top_k: 0,
             top_p: 1.0,
             seed: 0,
+            ignore_stop: false,
         }
     }
 }
@@ -133,7 +136,7 @@ pub fn generate(
             .map_err(|e| Error::Generate(format!("reading logits: {e:?}")))?;
         let id = sample(&logits, o, &mut rng);
         ids.push(id);
-        if tok.stop_ids.contains(&id) {
+        if !o.ignore_stop && tok.stop_ids.contains(&id) {
             stopped = true;
             break;
         }

@@ -9,6 +9,7 @@
 //!   --Llama::forward / step--> logits --generate--> tokens
 //! ```
 
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;

@@ -320,6 +320,36 @@ impl Llama {
         }
     }
 
+    /// Bytes held by the frozen base weights (f32 on the device).
+    pub fn base_bytes(&self) -> usize {
+        let lin = |l: &Linear| {
+            l.w_t.dims().iter().product::<usize>() + l.bias.as_ref().map_or(0, |b| b.dims()[0])
+        };
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| {
+                [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down]
+                    .into_iter()
+                    .map(lin)
+                    .sum::<usize>()
+                    + 2 * self.config.hidden_size
+            })
+            .sum();
+        let head = self.head.as_ref().map_or(0, |h| h.dims().iter().product());
+        4 * (blocks + self.embed.dims().iter().product::<usize>() + head + self.config.hidden_size)
+    }
+
+    /// Bytes of the adapters (f32).
+    pub fn adapter_bytes(&self) -> usize {
+        self.adapters()
+            .iter()
+            .map(|(_, a)| {
+                4 * (a.a.dims().iter().product::<usize>() + a.b.dims().iter().product::<usize>())
+            })
+            .sum()
+    }
+
     /// Removes every adapter (back to the base model).
     pub fn detach_lora(&mut self) {
         for (_, lin) in self.linears_mut() {

@@ -115,7 +115,7 @@ fn params(model: &Llama) -> Vec<Tensor<2>> {
         .collect()
 }
 
-fn set_params(model: &mut Llama, new: Vec<Tensor<2>>) {
+pub(crate) fn set_params(model: &mut Llama, new: Vec<Tensor<2>>) {
     let mut it = new.into_iter();
     for (_, lin) in model.linears_mut() {
         if let Some(a) = lin.lora.as_mut() {
