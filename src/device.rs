@@ -108,16 +108,27 @@ pub fn open(choice: DeviceChoice, mut log: impl FnMut(&str)) -> Result<OpenedDev
              (`apt-get install mesa-vulkan-drivers`), or use --device cpu"
         )));
     };
+    // burn initialises a wgpu runtime once per process; later opens reuse it.
+    static OPENED: std::sync::Mutex<Vec<(wgpu::Backend, OpenedDevice)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut opened = OPENED
+        .lock()
+        .map_err(|_| Error::Device("device registry poisoned".into()))?;
+    if let Some((_, d)) = opened.iter().find(|(b, _)| *b == info.backend) {
+        return Ok(d.clone());
+    }
     let device = Device::wgpu_options()
         .graphics_api(api)
         .init()
         .map_err(|e| Error::Device(format!("{choice:?}: {e}")))?;
-    Ok(OpenedDevice {
+    let d = OpenedDevice {
         device,
         description: format!(
             "wgpu/{:?}: {} [{:?}]",
             info.backend, info.name, info.device_type
         ),
         is_gpu: true,
-    })
+    };
+    opened.push((info.backend, d.clone()));
+    Ok(d)
 }

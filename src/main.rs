@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::process::Command as Process;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -42,6 +43,8 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Hold-out loss and perplexity of a model (with an optional adapter) on JSONL data.
     Eval(EvalArgs),
+    /// Training and generation speed against the PyTorch + PEFT reference, side by side.
+    Bench(BenchArgs),
 }
 
 #[derive(Args)]
@@ -121,6 +124,8 @@ impl SamplingArgs {
 
 /// A loaded model ready to talk.
 struct Session {
+    /// The device as printed (`wgpu/Vulkan: ...`, `cpu (burn flex)`).
+    device: String,
     src: ModelSource,
     model: Llama,
     template: ChatTemplate,
@@ -180,6 +185,7 @@ fn load(args: &ModelArgs, quiet: bool) -> Result<Session> {
         t0.elapsed().as_secs_f64()
     ));
     Ok(Session {
+        device: dev.description,
         src,
         model,
         template,
@@ -258,6 +264,7 @@ fn main() {
         Command::Chat(a) => run_chat(a),
         Command::Train(a) => run_train(*a),
         Command::Eval(a) => run_eval(a),
+        Command::Bench(a) => run_bench(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
@@ -276,6 +283,21 @@ struct EvalArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 2048)]
     max_seq_len: usize,
+    /// Loss and perplexity only: skip answering the prompts
+    #[arg(long)]
+    no_generate: bool,
+    /// New tokens per generated answer
+    #[arg(long, default_value_t = 128)]
+    max_new_tokens: usize,
+    /// Judge answers against this JSON Schema too
+    #[arg(long)]
+    schema: Option<PathBuf>,
+    /// Answer only the first N prompts (0 = all)
+    #[arg(long, default_value_t = 0)]
+    limit: usize,
+    /// Write every answer and the metrics here as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Training flags; each overrides the same key of `--config` (TOML), which overrides defaults.
@@ -450,19 +472,108 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     };
     let data = read_data(&a.data, &s, o, false)?;
     let pad = s.src.tokenizer.pad_or_eos();
-    let loss = eval_loss(
-        &s.model,
-        &data,
-        a.batch_size,
-        anytune::train::loss::DEFAULT_LOGITS_CHUNK_BYTES,
-        pad,
-    )?;
+    let chunk = anytune::train::loss::DEFAULT_LOGITS_CHUNK_BYTES;
     let n: usize = data.iter().map(|e| e.n_labels()).sum();
-    println!(
-        "hold-out: {} examples, {n} labelled tokens, loss {loss:.6}, perplexity {:.4}",
-        data.len(),
-        perplexity(loss)
+    let tuned_loss = eval_loss(&s.model, &data, a.batch_size, chunk, pad)?;
+    let has_adapter = !s.model.adapters().is_empty();
+    let mut base = s.model.clone();
+    base.detach_lora();
+    let base_loss = if has_adapter {
+        eval_loss(&base, &data, a.batch_size, chunk, pad)?
+    } else {
+        tuned_loss
+    };
+    println!("{} examples, {n} labelled tokens", data.len());
+    let cols = if has_adapter {
+        "      base     tuned"
+    } else {
+        "     model"
+    };
+    println!("{:<28}{cols}", "");
+    let line = |name: &str, b: f64, t: f64, pct: bool| {
+        let f = |x: f64| {
+            if pct {
+                format!("{:>9.1}%", 100.0 * x)
+            } else {
+                format!("{x:>10.5}")
+            }
+        };
+        if has_adapter {
+            println!("{name:<28}{}{}", f(b), f(t))
+        } else {
+            println!("{name:<28}{}", f(b))
+        }
+    };
+    line("hold-out loss", base_loss, tuned_loss, false);
+    line(
+        "perplexity",
+        perplexity(base_loss),
+        perplexity(tuned_loss),
+        false,
     );
+    if a.no_generate {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&a.data)?;
+    let examples: Vec<Example> = anytune::data::jsonl::parse(&text, &a.data.display().to_string())
+        .examples
+        .into_iter()
+        .map(|e| e.example)
+        .collect();
+    let mut cases = anytune::eval::tasks::cases(&examples);
+    if a.limit > 0 {
+        cases.truncate(a.limit);
+    }
+    let schema = match &a.schema {
+        Some(p) => Some(anytune::eval::tasks::Schema::new(
+            &std::fs::read_to_string(p)?,
+            &p.display().to_string(),
+        )?),
+        None => None,
+    };
+    let answer = |m: &Llama, who: &str| {
+        anytune::eval::tasks::answer_all(
+            m,
+            &s.src.tokenizer,
+            &s.template,
+            &cases,
+            a.max_new_tokens,
+            schema.as_ref(),
+            |i| eprint!("\r{who}: answered {i}/{}", cases.len()),
+        )
+    };
+    let b = answer(&base, "base")?;
+    eprintln!();
+    let t = if has_adapter {
+        let t = answer(&s.model, "tuned")?;
+        eprintln!();
+        t
+    } else {
+        b.clone()
+    };
+    let (bm, tm) = (&b.metrics, &t.metrics);
+    line("exact match", bm.exact_match, tm.exact_match, true);
+    if bm.n_json > 0 {
+        line("valid JSON", bm.valid_json, tm.valid_json, true);
+        line("exact key set", bm.exact_keys, tm.exact_keys, true);
+        for (k, v) in &bm.fields {
+            line(&format!("field {k}"), *v, tm.fields[k], true);
+        }
+        line("all fields correct", bm.all_fields, tm.all_fields, true);
+    }
+    if let (Some(x), Some(y)) = (b.schema_valid, t.schema_valid) {
+        line("JSON Schema valid", x, y, true);
+    }
+    if let Some(p) = &a.json {
+        let rows: Vec<serde_json::Value> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, c)| serde_json::json!({"prompt": c.prompt, "expected": c.expected, "base": b.texts[i], "tuned": t.texts[i]}))
+            .collect();
+        let j = serde_json::json!({"holdout_loss": {"base": base_loss, "tuned": tuned_loss}, "labelled_tokens": n,
+            "base": b.metrics, "tuned": t.metrics, "schema_valid": {"base": b.schema_valid, "tuned": t.schema_valid}, "answers": rows});
+        std::fs::write(p, serde_json::to_string_pretty(&j)?)?;
+    }
     Ok(())
 }
 
@@ -714,4 +825,239 @@ fn samples(s: &Session, tuned: &Llama, a: &TrainArgs, _o: TokenizeOptions) -> Re
         println!("tuned:    {}", t.text.replace('\n', " "));
     }
     Ok(())
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The reference folder (bench_speed.py, data/)
+    #[arg(long, default_value = "../shared/reference")]
+    reference: PathBuf,
+    /// Python with torch + transformers + peft for the reference side [default: $ANYTUNE_TORCH_PYTHON]
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// The model as a Hugging Face checkpoint for the reference [default: $ANYTUNE_HF_MODEL]
+    #[arg(long)]
+    hf_model: Option<PathBuf>,
+    /// Training steps (the first is reported apart as warm-up)
+    #[arg(long, default_value_t = 4)]
+    steps: usize,
+    #[arg(long, default_value_t = 3)]
+    gen_prompts: usize,
+    #[arg(long, default_value_t = 64)]
+    gen_tokens: usize,
+    /// Also write the results here as JSON
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Peak resident memory of this process, MB (Linux).
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|x| x.trim().to_string())
+    });
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0 / 1024.0);
+    serde_json::json!({"cpu": cpu, "cores": std::thread::available_parallelism().map(|n| n.get()).ok(), "memory_gib": mem, "os": std::env::consts::OS})
+}
+
+/// Runs bench_speed.py; `Err(reason)` when the reference side cannot run here.
+fn reference_bench(a: &BenchArgs) -> std::result::Result<serde_json::Value, String> {
+    let py = a.python.clone().or_else(|| std::env::var_os("ANYTUNE_TORCH_PYTHON").map(PathBuf::from)).ok_or(
+        "no Python with torch given (--python or ANYTUNE_TORCH_PYTHON; ../shared/reference/peft/README.md builds one)",
+    )?;
+    let hf = a.hf_model.clone().or_else(|| std::env::var_os("ANYTUNE_HF_MODEL").map(PathBuf::from)).ok_or(
+        "no Hugging Face checkpoint of the model (--hf-model or ANYTUNE_HF_MODEL; scripts/test.sh writes one)",
+    )?;
+    let ok = Process::new(&py)
+        .args(["-c", "import torch, transformers, peft"])
+        .output()
+        .map_err(|e| format!("{}: {e}", py.display()))?;
+    if !ok.status.success() {
+        return Err(format!(
+            "{} cannot import torch, transformers and peft",
+            py.display()
+        ));
+    }
+    let out = std::env::temp_dir().join(format!("anytune-ref-bench-{}.json", std::process::id()));
+    eprintln!("reference: running bench_speed.py (PyTorch + PEFT) ...");
+    let status = Process::new(&py)
+        .arg(a.reference.join("peft/bench_speed.py"))
+        .arg("--model")
+        .arg(&hf)
+        .arg("--data")
+        .arg(a.reference.join("data"))
+        .args([
+            "--train-steps",
+            &a.steps.to_string(),
+            "--gen-prompts",
+            &a.gen_prompts.to_string(),
+            "--gen-tokens",
+            &a.gen_tokens.to_string(),
+        ])
+        .arg("--json")
+        .arg(&out)
+        .env("HF_HUB_OFFLINE", "1")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("bench_speed.py failed ({status})"));
+    }
+    let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&out);
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+fn run_bench(a: BenchArgs) -> Result<()> {
+    let s = load(&a.model, false)?;
+    let data = a.reference.join("data");
+    let o = TokenizeOptions {
+        max_seq_len: 256,
+        train_on_prompt: false,
+    };
+    let train_set = read_data(&data.join("train.jsonl"), &s, o, false)?;
+    let hold = std::fs::read_to_string(data.join("holdout.jsonl"))?;
+    let prompts: Vec<Vec<Message>> = anytune::data::jsonl::parse(&hold, "holdout.jsonl")
+        .examples
+        .iter()
+        .filter_map(|e| prompt_of(&e.example).map(|p| p.0))
+        .take(a.gen_prompts)
+        .collect();
+    let mut model = s.model.clone();
+    let ours = anytune::bench::run(
+        &mut model,
+        &s.src.tokenizer,
+        &s.template,
+        &train_set,
+        &prompts,
+        a.steps,
+        a.gen_tokens,
+        |l| eprintln!("anytune: {l}"),
+    )?;
+    let ours_rss = peak_rss_mb();
+    let reference = reference_bench(&a);
+    let r = |k: &str| reference.as_ref().ok().and_then(|j| j[k].as_f64());
+    let row = |name: &str, o: Option<f64>, rf: Option<f64>, unit: &str| {
+        let ratio = match (o, rf) {
+            (Some(x), Some(y)) if y > 0.0 => format!("{:.2}x", x / y),
+            _ => "-".into(),
+        };
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} {unit}"));
+        println!("| {name:<34} | {:>14} | {:>14} | {ratio:>7} |", f(o), f(rf));
+    };
+    println!("device: {}", s.device);
+    println!(
+        "| {:<34} | {:>14} | {:>14} | {:>7} |",
+        "metric", "anytune", "PyTorch+PEFT", "ratio"
+    );
+    println!(
+        "|{}|{}|{}|{}|",
+        "-".repeat(36),
+        "-".repeat(16),
+        "-".repeat(16),
+        "-".repeat(9)
+    );
+    row(
+        "training tokens/s (non-padding)",
+        Some(ours.train_tokens_per_s),
+        r("train_tokens_per_s"),
+        "tok/s",
+    );
+    row(
+        "training labelled tokens/s",
+        Some(ours.train_label_tokens_per_s),
+        None,
+        "tok/s",
+    );
+    row(
+        "first step tokens/s (warm-up)",
+        Some(ours.train_first_step_tokens_per_s),
+        r("train_first_step_tokens_per_s"),
+        "tok/s",
+    );
+    row("seconds per step", Some(ours.seconds_per_step), None, "s");
+    row(
+        "greedy generation tokens/s (b=1)",
+        Some(ours.gen_tokens_per_s),
+        r("gen_tokens_per_s"),
+        "tok/s",
+    );
+    row("peak process memory", ours_rss, r("peak_rss_mb"), "MB");
+    row(
+        "device memory: base weights",
+        Some(ours.base_weight_bytes as f64 / 1048576.0),
+        None,
+        "MB",
+    );
+    row(
+        "device memory: LoRA + AdamW",
+        Some(ours.lora_and_optimizer_bytes as f64 / 1048576.0),
+        None,
+        "MB",
+    );
+    println!(
+        "first-step loss {:.6} (reference {:.6}): speed is comparable",
+        ours.first_step_loss,
+        anytune::bench::REFERENCE_FIRST_LOSS
+    );
+    if let Err(why) = &reference {
+        println!("reference side skipped: {why}");
+    }
+    if let Some(path) = &a.json {
+        let j = serde_json::json!({
+            "date": chrono_like_date(), "machine": machine(), "device": s.device,
+            "settings": {"batch_size": 4, "lora_rank": 8, "lora_alpha": 16, "targets": "all seven", "steps": a.steps,
+                          "gen_prompts": a.gen_prompts, "gen_tokens": a.gen_tokens},
+            "anytune": ours, "anytune_peak_rss_mb": ours_rss,
+            "reference": reference.as_ref().ok(), "reference_skipped": reference.as_ref().err(),
+        });
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&j)?)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Today's date (UTC) as YYYY-MM-DD, from the system clock.
+fn chrono_like_date() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86400) as i64;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
