@@ -372,6 +372,18 @@ struct TrainArgs {
     /// Print this many base-vs-tuned generations from the hold-out set at the end
     #[arg(long, default_value_t = 2)]
     samples: usize,
+    /// Skip the forgetting check (general-text perplexity and KL against the base model)
+    #[arg(long)]
+    no_forgetting_check: bool,
+    /// General text for the forgetting check (JSONL `{"text"}`) [default: built-in literature set]
+    #[arg(long)]
+    general_data: Option<PathBuf>,
+    /// Forgetting check: allowed relative perplexity increase (0.05 = 5 %)
+    #[arg(long)]
+    max_ppl_increase: Option<f64>,
+    /// Forgetting check: allowed mean per-token KL(base || tuned)
+    #[arg(long)]
+    max_kl: Option<f64>,
 }
 
 impl TrainArgs {
@@ -784,6 +796,73 @@ fn run_train(a: TrainArgs) -> Result<()> {
         a.out.join("loss.svg").display()
     );
     samples(&s, &model, &a, o)?;
+    if cfg.forgetting_check {
+        forgetting(&s, &model, &a, &cfg)?;
+    }
+    Ok(())
+}
+
+/// The forgetting check after training: prints the verdict and both models' answers to the
+/// general prompts, writes forgetting.json.
+fn forgetting(s: &Session, tuned: &Llama, a: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
+    use anytune::eval::forgetting::{
+        GENERAL_PROMPTS, GENERAL_TEXT, Thresholds, check, parse_prompts,
+    };
+    let (text, name) = match &a.general_data {
+        Some(p) => (
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (
+            GENERAL_TEXT.to_string(),
+            "built-in general set (assets/general/literature.jsonl)".to_string(),
+        ),
+    };
+    let o = TokenizeOptions {
+        max_seq_len: 2048,
+        train_on_prompt: false,
+    };
+    let general = load_text(&text, &name, &s.src.tokenizer, &s.template, o);
+    if !general.problems.is_empty() {
+        anyhow::bail!(
+            "forgetting check data:\n{}",
+            describe_problems(&general.problems)
+        );
+    }
+    let mut tuned = tuned.clone();
+    tuned.freeze_adapters();
+    let mut base = tuned.clone();
+    base.detach_lora();
+    let th = Thresholds {
+        max_ppl_increase: cfg.max_ppl_increase,
+        max_kl: cfg.max_kl,
+    };
+    let r = check(
+        &base,
+        &tuned,
+        &s.src.tokenizer,
+        &s.template,
+        &general.examples,
+        &parse_prompts(GENERAL_PROMPTS)?,
+        48,
+        th,
+    )?;
+    println!(
+        "\nforgetting check on {name}: perplexity {:.3} -> {:.3}",
+        r.base_ppl, r.tuned_ppl
+    );
+    for (q, b, t) in &r.answers {
+        println!(
+            "  {q}\n    base:  {}\n    tuned: {}",
+            b.replace('\n', " "),
+            t.replace('\n', " ")
+        );
+    }
+    println!("{}", r.verdict);
+    std::fs::write(
+        a.out.join("forgetting.json"),
+        serde_json::to_string_pretty(&r)?,
+    )?;
     Ok(())
 }
 

@@ -179,4 +179,5 @@ fn skip_invalid_lists_problems_and_counts_them() {
     );
     assert!(err.contains("... and 5 more"), "{err}");
     assert!(!err.contains("d.jsonl:21:"), "only 20 are listed:\n{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,4 +1,6 @@
-//! Validation: task metrics on generated answers (hold-out loss lives in `train::eval_loss`).
+//! Validation: task metrics on generated answers, the forgetting check (hold-out loss lives in
+//! `train::eval_loss`).
 
+pub mod forgetting;
 pub mod metrics;
 pub mod tasks;

@@ -53,6 +53,12 @@ pub struct TrainConfig {
     pub save_every: usize,
     /// Largest chunk of output-head logits, bytes (device binding limits).
     pub logits_chunk_bytes: usize,
+    /// Run the forgetting check (general text perplexity and KL vs the base) after training.
+    pub forgetting_check: bool,
+    /// Forgetting check: largest allowed relative perplexity increase on general text.
+    pub max_ppl_increase: f64,
+    /// Forgetting check: largest allowed mean per-token KL(base ‖ tuned) on general prompts.
+    pub max_kl: f64,
 }
 
 impl Default for TrainConfig {
@@ -85,6 +91,9 @@ impl Default for TrainConfig {
             patience: 0,
             save_every: 0,
             logits_chunk_bytes: super::loss::DEFAULT_LOGITS_CHUNK_BYTES,
+            forgetting_check: true,
+            max_ppl_increase: 0.05,
+            max_kl: 0.05,
         }
     }
 }

@@ -19,6 +19,12 @@ impl WeightSource for MapWeights {
 
 /// Byte-level BPE over the 256 GPT-2 byte symbols (no merges) + ChatML specials.
 pub fn tiny_tokenizer() -> Tokenizer {
+    let cfg = serde_json::json!({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>"});
+    byte_tokenizer(&["<|endoftext|>", "<|im_start|>", "<|im_end|>"], &cfg)
+}
+
+/// Byte-level BPE (no merges) with `specials` as ids 0.. and `tokenizer_config`-style `cfg`.
+pub fn byte_tokenizer(specials: &[&str], cfg: &serde_json::Value) -> Tokenizer {
     // GPT-2's bytes_to_unicode table.
     let mut bs: Vec<u32> = (b'!' as u32..=b'~' as u32)
         .chain(0xA1..=0xAC)
@@ -34,8 +40,8 @@ pub fn tiny_tokenizer() -> Tokenizer {
         }
     }
     let mut vocab = serde_json::Map::new();
-    for s in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
-        vocab.insert(s.into(), vocab.len().into());
+    for s in specials {
+        vocab.insert(s.to_string(), vocab.len().into());
     }
     let mut pairs: Vec<(u32, u32)> = bs.into_iter().zip(cs).collect();
     pairs.sort();
@@ -44,7 +50,7 @@ pub fn tiny_tokenizer() -> Tokenizer {
         let id = vocab.len();
         vocab.insert(k, id.into());
     }
-    let added: Vec<serde_json::Value> = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    let added: Vec<serde_json::Value> = specials
         .iter()
         .enumerate()
         .map(|(i, t)| serde_json::json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
@@ -57,8 +63,7 @@ pub fn tiny_tokenizer() -> Tokenizer {
         "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
                   "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []}
     });
-    let cfg = serde_json::json!({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "pad_token": "<|im_end|>"});
-    Tokenizer::from_hf(&json.to_string(), Some(&cfg), None).unwrap()
+    Tokenizer::from_hf(&json.to_string(), Some(cfg), None).unwrap()
 }
 
 /// A 2-layer, d=32 Llama with random weights (seeded).
