@@ -45,6 +45,14 @@ enum Command {
     Eval(EvalArgs),
     /// Training and generation speed against the PyTorch + PEFT reference, side by side.
     Bench(BenchArgs),
+    /// Write chat training data from a teacher's answers (distillation; with --system, context
+    /// distillation of that instruction into a prompt-free student).
+    Distill(DistillArgs),
+    /// (Re)build RUN_DIR/report.md from a training run's JSON files.
+    Report {
+        /// The --out directory of `anytune train`
+        run_dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -265,6 +273,8 @@ fn main() {
         Command::Train(a) => run_train(*a),
         Command::Eval(a) => run_eval(a),
         Command::Bench(a) => run_bench(a),
+        Command::Distill(a) => run_distill(a),
+        Command::Report { run_dir } => write_report(&run_dir).map(|p| println!("{}", p.display())),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
@@ -369,9 +379,9 @@ struct TrainArgs {
     patience: Option<usize>,
     #[arg(long)]
     save_every: Option<usize>,
-    /// Print this many base-vs-tuned generations from the hold-out set at the end
-    #[arg(long, default_value_t = 2)]
-    samples: usize,
+    /// Answer the first N hold-out prompts with base and tuned and score them at the end (0 = skip)
+    #[arg(long, default_value_t = 16)]
+    task_eval: usize,
     /// Skip the forgetting check (general-text perplexity and KL against the base model)
     #[arg(long)]
     no_forgetting_check: bool,
@@ -476,6 +486,102 @@ fn perplexity(loss: f64) -> f64 {
     loss.exp()
 }
 
+/// Rows of a base-vs-tuned table (one column when there is no adapter).
+struct Table {
+    two: bool,
+}
+
+impl Table {
+    fn header(&self) {
+        println!(
+            "{:<28}{}",
+            "",
+            if self.two {
+                "      base     tuned"
+            } else {
+                "     model"
+            }
+        );
+    }
+
+    fn row(&self, name: &str, b: f64, t: f64, pct: bool) {
+        let f = |x: f64| {
+            if pct {
+                format!("{:>9.1}%", 100.0 * x)
+            } else {
+                format!("{x:>10.5}")
+            }
+        };
+        if self.two {
+            println!("{name:<28}{}{}", f(b), f(t))
+        } else {
+            println!("{name:<28}{}", f(b))
+        }
+    }
+}
+
+/// Answers `cases` with both models, prints the task-metric rows and returns eval.json's value.
+fn task_eval(
+    s: &Session,
+    base: &Llama,
+    tuned: &Llama,
+    table: &Table,
+    cases: &[anytune::eval::tasks::Case],
+    max_new_tokens: usize,
+    schema: Option<&anytune::eval::tasks::Schema>,
+) -> Result<serde_json::Value> {
+    let answer = |m: &Llama, who: &str| {
+        let r = anytune::eval::tasks::answer_all(
+            m,
+            &s.src.tokenizer,
+            &s.template,
+            cases,
+            max_new_tokens,
+            schema,
+            |i| eprint!("\r{who}: answered {i}/{}", cases.len()),
+        );
+        eprintln!();
+        r
+    };
+    let b = answer(base, "base")?;
+    let t = if table.two {
+        answer(tuned, "tuned")?
+    } else {
+        b.clone()
+    };
+    let (bm, tm) = (&b.metrics, &t.metrics);
+    table.row("exact match", bm.exact_match, tm.exact_match, true);
+    if bm.n_json > 0 {
+        table.row("valid JSON", bm.valid_json, tm.valid_json, true);
+        table.row("exact key set", bm.exact_keys, tm.exact_keys, true);
+        for (k, v) in &bm.fields {
+            table.row(&format!("field {k}"), *v, tm.fields[k], true);
+        }
+        table.row("all fields correct", bm.all_fields, tm.all_fields, true);
+    }
+    if let (Some(x), Some(y)) = (b.schema_valid, t.schema_valid) {
+        table.row("JSON Schema valid", x, y, true);
+    }
+    let rows: Vec<serde_json::Value> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| serde_json::json!({"prompt": c.prompt, "expected": c.expected, "base": b.texts[i], "tuned": t.texts[i]}))
+        .collect();
+    Ok(serde_json::json!({"base": b.metrics, "tuned": t.metrics,
+        "schema_valid": {"base": b.schema_valid, "tuned": t.schema_valid}, "answers": rows}))
+}
+
+/// The chat cases (prompt, expected answer) of a JSONL file.
+fn cases_of(path: &std::path::Path) -> Result<Vec<anytune::eval::tasks::Case>> {
+    let text = std::fs::read_to_string(path)?;
+    let examples: Vec<Example> = anytune::data::jsonl::parse(&text, &path.display().to_string())
+        .examples
+        .into_iter()
+        .map(|e| e.example)
+        .collect();
+    Ok(anytune::eval::tasks::cases(&examples))
+}
+
 fn run_eval(a: EvalArgs) -> Result<()> {
     let s = load(&a.model, false)?;
     let o = TokenizeOptions {
@@ -487,37 +593,20 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     let chunk = anytune::train::loss::DEFAULT_LOGITS_CHUNK_BYTES;
     let n: usize = data.iter().map(|e| e.n_labels()).sum();
     let tuned_loss = eval_loss(&s.model, &data, a.batch_size, chunk, pad)?;
-    let has_adapter = !s.model.adapters().is_empty();
+    let table = Table {
+        two: !s.model.adapters().is_empty(),
+    };
     let mut base = s.model.clone();
     base.detach_lora();
-    let base_loss = if has_adapter {
+    let base_loss = if table.two {
         eval_loss(&base, &data, a.batch_size, chunk, pad)?
     } else {
         tuned_loss
     };
     println!("{} examples, {n} labelled tokens", data.len());
-    let cols = if has_adapter {
-        "      base     tuned"
-    } else {
-        "     model"
-    };
-    println!("{:<28}{cols}", "");
-    let line = |name: &str, b: f64, t: f64, pct: bool| {
-        let f = |x: f64| {
-            if pct {
-                format!("{:>9.1}%", 100.0 * x)
-            } else {
-                format!("{x:>10.5}")
-            }
-        };
-        if has_adapter {
-            println!("{name:<28}{}{}", f(b), f(t))
-        } else {
-            println!("{name:<28}{}", f(b))
-        }
-    };
-    line("hold-out loss", base_loss, tuned_loss, false);
-    line(
+    table.header();
+    table.row("hold-out loss", base_loss, tuned_loss, false);
+    table.row(
         "perplexity",
         perplexity(base_loss),
         perplexity(tuned_loss),
@@ -526,13 +615,7 @@ fn run_eval(a: EvalArgs) -> Result<()> {
     if a.no_generate {
         return Ok(());
     }
-    let text = std::fs::read_to_string(&a.data)?;
-    let examples: Vec<Example> = anytune::data::jsonl::parse(&text, &a.data.display().to_string())
-        .examples
-        .into_iter()
-        .map(|e| e.example)
-        .collect();
-    let mut cases = anytune::eval::tasks::cases(&examples);
+    let mut cases = cases_of(&a.data)?;
     if a.limit > 0 {
         cases.truncate(a.limit);
     }
@@ -543,47 +626,18 @@ fn run_eval(a: EvalArgs) -> Result<()> {
         )?),
         None => None,
     };
-    let answer = |m: &Llama, who: &str| {
-        anytune::eval::tasks::answer_all(
-            m,
-            &s.src.tokenizer,
-            &s.template,
-            &cases,
-            a.max_new_tokens,
-            schema.as_ref(),
-            |i| eprint!("\r{who}: answered {i}/{}", cases.len()),
-        )
-    };
-    let b = answer(&base, "base")?;
-    eprintln!();
-    let t = if has_adapter {
-        let t = answer(&s.model, "tuned")?;
-        eprintln!();
-        t
-    } else {
-        b.clone()
-    };
-    let (bm, tm) = (&b.metrics, &t.metrics);
-    line("exact match", bm.exact_match, tm.exact_match, true);
-    if bm.n_json > 0 {
-        line("valid JSON", bm.valid_json, tm.valid_json, true);
-        line("exact key set", bm.exact_keys, tm.exact_keys, true);
-        for (k, v) in &bm.fields {
-            line(&format!("field {k}"), *v, tm.fields[k], true);
-        }
-        line("all fields correct", bm.all_fields, tm.all_fields, true);
-    }
-    if let (Some(x), Some(y)) = (b.schema_valid, t.schema_valid) {
-        line("JSON Schema valid", x, y, true);
-    }
+    let mut j = task_eval(
+        &s,
+        &base,
+        &s.model,
+        &table,
+        &cases,
+        a.max_new_tokens,
+        schema.as_ref(),
+    )?;
+    j["holdout_loss"] =
+        serde_json::json!({"base": base_loss, "tuned": tuned_loss, "labelled_tokens": n});
     if let Some(p) = &a.json {
-        let rows: Vec<serde_json::Value> = cases
-            .iter()
-            .enumerate()
-            .map(|(i, c)| serde_json::json!({"prompt": c.prompt, "expected": c.expected, "base": b.texts[i], "tuned": t.texts[i]}))
-            .collect();
-        let j = serde_json::json!({"holdout_loss": {"base": base_loss, "tuned": tuned_loss}, "labelled_tokens": n,
-            "base": b.metrics, "tuned": t.metrics, "schema_valid": {"base": b.schema_valid, "tuned": t.schema_valid}, "answers": rows});
         std::fs::write(p, serde_json::to_string_pretty(&j)?)?;
     }
     Ok(())
@@ -795,16 +849,18 @@ fn run_train(a: TrainArgs) -> Result<()> {
         a.out.join("best-adapter").display(),
         a.out.join("loss.svg").display()
     );
-    samples(&s, &model, &a, o)?;
-    if cfg.forgetting_check {
-        forgetting(&s, &model, &a, &cfg)?;
-    }
-    Ok(())
+    after_training(&s, &model, &a, &cfg)
 }
 
 /// The forgetting check after training: prints the verdict and both models' answers to the
 /// general prompts, writes forgetting.json.
-fn forgetting(s: &Session, tuned: &Llama, a: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
+fn forgetting(
+    s: &Session,
+    base: &Llama,
+    tuned: &Llama,
+    a: &TrainArgs,
+    cfg: &TrainConfig,
+) -> Result<()> {
     use anytune::eval::forgetting::{
         GENERAL_PROMPTS, GENERAL_TEXT, Thresholds, check, parse_prompts,
     };
@@ -829,17 +885,13 @@ fn forgetting(s: &Session, tuned: &Llama, a: &TrainArgs, cfg: &TrainConfig) -> R
             describe_problems(&general.problems)
         );
     }
-    let mut tuned = tuned.clone();
-    tuned.freeze_adapters();
-    let mut base = tuned.clone();
-    base.detach_lora();
     let th = Thresholds {
         max_ppl_increase: cfg.max_ppl_increase,
         max_kl: cfg.max_kl,
     };
     let r = check(
-        &base,
-        &tuned,
+        base,
+        tuned,
         &s.src.tokenizer,
         &s.template,
         &general.examples,
@@ -866,44 +918,65 @@ fn forgetting(s: &Session, tuned: &Llama, a: &TrainArgs, cfg: &TrainConfig) -> R
     Ok(())
 }
 
-/// A few hold-out prompts answered by the base model and the tuned one.
-fn samples(s: &Session, tuned: &Llama, a: &TrainArgs, _o: TokenizeOptions) -> Result<()> {
-    if a.samples == 0 {
-        return Ok(());
-    }
-    let Some(path) = a.eval_data.as_ref().or(Some(&a.data)) else {
-        return Ok(());
-    };
-    let text = std::fs::read_to_string(path)?;
-    let parsed = anytune::data::jsonl::parse(&text, &path.display().to_string());
-    let mut tuned = tuned.clone();
+/// After training: task metrics on the hold-out prompts (base vs tuned; chat hold-out files),
+/// the forgetting check, then `report.md` from the run directory's JSON files.
+fn after_training(s: &Session, trained: &Llama, a: &TrainArgs, cfg: &TrainConfig) -> Result<()> {
+    let mut tuned = trained.clone();
     tuned.freeze_adapters();
     let mut base = tuned.clone();
     base.detach_lora();
-    let opts = SamplingOptions {
-        max_tokens: 96,
-        ..Default::default()
-    };
-    for ex in parsed
-        .examples
-        .iter()
-        .filter_map(|e| prompt_of(&e.example))
-        .take(a.samples)
-    {
-        let ids = s.src.tokenizer.encode(&s.template.render(&ex.0, true)?)?;
-        let b = generate(&base, &s.src.tokenizer, &ids, &opts, |_| {})?;
-        let t = generate(&tuned, &s.src.tokenizer, &ids, &opts, |_| {})?;
-        println!(
-            "\n--- prompt: {}",
-            ex.0.last()
-                .map_or("", |m| m.content.as_str())
-                .replace('\n', " | ")
-        );
-        println!("expected: {}", ex.1);
-        println!("base:     {}", b.text.replace('\n', " "));
-        println!("tuned:    {}", t.text.replace('\n', " "));
+    if let Some(path) = a.eval_data.as_ref().filter(|_| a.task_eval > 0) {
+        let mut cases = cases_of(path)?;
+        cases.truncate(a.task_eval);
+        if !cases.is_empty() {
+            println!("\ntask metrics on {} hold-out prompts:", cases.len());
+            let table = Table { two: true };
+            table.header();
+            let j = task_eval(s, &base, &tuned, &table, &cases, 128, None)?;
+            for row in j["answers"].as_array().into_iter().flatten().take(2) {
+                println!("\n--- expected: {}", row["expected"].as_str().unwrap_or(""));
+                println!(
+                    "base:     {}",
+                    row["base"].as_str().unwrap_or("").replace('\n', " ")
+                );
+                println!(
+                    "tuned:    {}",
+                    row["tuned"].as_str().unwrap_or("").replace('\n', " ")
+                );
+            }
+            std::fs::write(a.out.join("eval.json"), serde_json::to_string_pretty(&j)?)?;
+        }
     }
+    if cfg.forgetting_check {
+        forgetting(s, &base, &tuned, a, cfg)?;
+    }
+    let report = write_report(&a.out)?;
+    println!("\nreport: {}", report.display());
     Ok(())
+}
+
+/// (Re)writes RUN_DIR/report.md from summary.json, eval.json and forgetting.json.
+fn write_report(dir: &std::path::Path) -> Result<PathBuf> {
+    let read = |f: &str| -> Result<Option<serde_json::Value>> {
+        let p = dir.join(f);
+        if !p.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&p)?;
+        Ok(Some(serde_json::from_str(&text).with_context(|| {
+            format!("{}: invalid JSON", p.display())
+        })?))
+    };
+    let summary = read("summary.json")?
+        .with_context(|| format!("{} has no summary.json: not a run directory", dir.display()))?;
+    let md = anytune::eval::report::render(
+        &summary,
+        read("eval.json")?.as_ref(),
+        read("forgetting.json")?.as_ref(),
+    );
+    let out = dir.join("report.md");
+    std::fs::write(&out, md)?;
+    Ok(out)
 }
 
 #[derive(Args)]
@@ -1139,4 +1212,109 @@ fn chrono_like_date() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[derive(Args)]
+struct DistillArgs {
+    /// The teacher: a .gguf file or Hugging Face directory
+    #[arg(long)]
+    teacher: PathBuf,
+    /// auto | vulkan | metal | dx12 | cpu
+    #[arg(long, default_value = "auto")]
+    device: DeviceChoice,
+    /// A PEFT adapter for the teacher
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Prompts: JSONL of chat lines (their last assistant turn, if any, is replaced) or {"prompt"}
+    #[arg(long)]
+    prompts: PathBuf,
+    /// Written chat JSONL for `anytune train`
+    #[arg(long)]
+    out: PathBuf,
+    /// An instruction only the teacher sees (context distillation: the student learns to act as
+    /// if it had it)
+    #[arg(long)]
+    system: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+/// The prompt messages of one distillation line.
+fn distill_prompt(ex: &Example) -> Option<Vec<Message>> {
+    match ex {
+        Example::Chat(m) => {
+            let end = m
+                .iter()
+                .rposition(|x| x.role == "assistant")
+                .unwrap_or(m.len());
+            Some(m[..end].to_vec()).filter(|p| p.last().is_some_and(|x| x.role == "user"))
+        }
+        Example::PromptCompletion { prompt, .. } => Some(vec![Message::new("user", prompt)]),
+        Example::Text(_) => None,
+    }
+}
+
+fn run_distill(a: DistillArgs) -> Result<()> {
+    let args = ModelArgs {
+        model: Some(a.teacher.clone()),
+        device: a.device,
+        adapter: a.adapter.clone(),
+    };
+    let s = load(&args, false)?;
+    let name = a.prompts.display().to_string();
+    let text = std::fs::read_to_string(&a.prompts).with_context(|| format!("reading {name}"))?;
+    let parsed = anytune::data::jsonl::parse_prompts(&text, &name);
+    let mut problems = parsed.problems;
+    let mut prompts = Vec::new();
+    for e in &parsed.examples {
+        match distill_prompt(&e.example) {
+            Some(p) => prompts.push(p),
+            None => problems.push(anytune::data::Problem {
+                file: name.clone(),
+                line: e.line,
+                reason: "no user turn to answer".into(),
+            }),
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{} problem(s) in {name}:\n{}",
+            problems.len(),
+            describe_problems(&problems)
+        );
+    }
+    let mut lines = Vec::with_capacity(prompts.len());
+    for (i, p) in prompts.iter().enumerate() {
+        let mut teacher_msgs = Vec::new();
+        if let Some(sys) = &a.system {
+            teacher_msgs.push(Message::new("system", sys));
+        }
+        teacher_msgs.extend(
+            p.iter()
+                .filter(|m| a.system.is_none() || m.role != "system")
+                .cloned(),
+        );
+        let ids = s
+            .src
+            .tokenizer
+            .encode(&s.template.render(&teacher_msgs, true)?)?;
+        let g = generate(
+            &s.model,
+            &s.src.tokenizer,
+            &ids,
+            &a.sampling.options(),
+            |_| {},
+        )?;
+        eprint!("\rdistill: {}/{}", i + 1, prompts.len());
+        let mut student = p.clone();
+        student.push(Message::new("assistant", g.text.trim()));
+        lines.push(serde_json::json!({"messages": student}).to_string());
+    }
+    eprintln!();
+    let tmp = a.out.with_extension("jsonl.tmp");
+    std::fs::write(&tmp, lines.join("\n") + "\n")
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &a.out)?;
+    println!("wrote {} examples to {}", lines.len(), a.out.display());
+    Ok(())
 }

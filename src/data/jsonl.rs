@@ -106,7 +106,7 @@ fn kind(v: &Json) -> &'static str {
     }
 }
 
-fn chat(obj: &serde_json::Map<String, Json>) -> Result<Example, String> {
+fn chat(obj: &serde_json::Map<String, Json>, require_answer: bool) -> Result<Example, String> {
     let msgs = match obj.get("messages") {
         Some(Json::Array(a)) if a.is_empty() => return Err("\"messages\" is empty".into()),
         Some(Json::Array(a)) => a,
@@ -133,15 +133,19 @@ fn chat(obj: &serde_json::Map<String, Json>) -> Result<Example, String> {
             string_field(m, "content").map_err(|e| format!("message {i} ({role}): {e}"))?;
         out.push(Message { role, content });
     }
-    if !out.iter().any(|m| m.role == "assistant") {
+    if require_answer && !out.iter().any(|m| m.role == "assistant") {
         return Err("no assistant turn (nothing to learn from)".into());
     }
     Ok(Example::Chat(out))
 }
 
-fn example(format: Format, obj: &serde_json::Map<String, Json>) -> Result<Example, String> {
+fn example(
+    format: Format,
+    obj: &serde_json::Map<String, Json>,
+    require_answer: bool,
+) -> Result<Example, String> {
     match format {
-        Format::Chat => chat(obj),
+        Format::Chat => chat(obj, require_answer),
         Format::PromptCompletion => Ok(Example::PromptCompletion {
             prompt: string_field(obj, "prompt")?,
             completion: string_field(obj, "completion")?,
@@ -150,8 +154,17 @@ fn example(format: Format, obj: &serde_json::Map<String, Json>) -> Result<Exampl
     }
 }
 
-/// Parses the JSONL `text` of `file`.
+/// Parses the JSONL `text` of `file` (training data: every chat needs an assistant turn).
 pub fn parse(text: &str, file: &str) -> Parsed {
+    parse_with(text, file, true)
+}
+
+/// Parses prompts: like `parse`, but chat lines may end without an assistant turn.
+pub fn parse_prompts(text: &str, file: &str) -> Parsed {
+    parse_with(text, file, false)
+}
+
+fn parse_with(text: &str, file: &str, require_answer: bool) -> Parsed {
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let mut p = Parsed::default();
     let mut first_line = 0;
@@ -205,7 +218,7 @@ pub fn parse(text: &str, file: &str) -> Parsed {
                 continue;
             }
         };
-        match example(format, &obj) {
+        match example(format, &obj, require_answer) {
             Ok(example) => p.examples.push(Sourced {
                 file: file.into(),
                 line: n,

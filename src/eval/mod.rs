@@ -3,4 +3,5 @@
 
 pub mod forgetting;
 pub mod metrics;
+pub mod report;
 pub mod tasks;
