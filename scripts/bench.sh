@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 ref="${ANYTUNE_REFERENCE:-$(pwd)/../shared/reference}"
+export ANYTUNE_REFERENCE="$ref"
 venv="$ANYTUNE_CACHE/torchenv"
 if [ "${1:-}" = "--install-reference" ]; then
   shift
@@ -24,14 +25,8 @@ fi
 scripts/setup.sh
 ANYTUNE_MODEL="$(scripts/fetch-model.sh "$ANYTUNE_CACHE/models")"
 export ANYTUNE_MODEL
-hf="$ANYTUNE_CACHE/models/smollm2-135m-hf"
-if [ ! -f "$hf/model.safetensors" ]; then
-  rm -rf "$hf.tmp"
-  "$ANYTUNE_CACHE/pyenv/bin/python" "$ref/gguf_to_safetensors.py" --gguf "$ANYTUNE_MODEL" \
-    --meta "$ref/smollm2-135m-hf-meta" --out "$hf.tmp" >&2
-  mv "$hf.tmp" "$hf"
-fi
-export ANYTUNE_HF_MODEL="$hf"
+ANYTUNE_HF_MODEL="$(scripts/hf-model.sh)"
+export ANYTUNE_HF_MODEL
 # Two busy threads each: PyTorch's OpenMP spin-waits steal the other side's cores otherwise.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 cargo build --release --quiet
