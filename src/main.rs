@@ -701,17 +701,6 @@ impl Reporter for CliReporter {
     }
 }
 
-/// The prompt part of an example (everything before its last assistant answer) and that answer.
-fn prompt_of(ex: &Example) -> Option<(Vec<Message>, String)> {
-    match ex {
-        Example::Chat(m) => {
-            let last = m.iter().rposition(|x| x.role == "assistant")?;
-            Some((m[..last].to_vec(), m[last].content.clone()))
-        }
-        _ => None,
-    }
-}
-
 fn run_train(a: TrainArgs) -> Result<()> {
     let cfg = a.config()?;
     let lora = cfg.lora().map_err(anyhow::Error::msg)?;
@@ -1092,12 +1081,10 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         train_on_prompt: false,
     };
     let train_set = read_data(&data.join("train.jsonl"), &s, o, false)?;
-    let hold = std::fs::read_to_string(data.join("holdout.jsonl"))?;
-    let prompts: Vec<Vec<Message>> = anytune::data::jsonl::parse(&hold, "holdout.jsonl")
-        .examples
-        .iter()
-        .filter_map(|e| prompt_of(&e.example).map(|p| p.0))
+    let prompts: Vec<Vec<Message>> = cases_of(&data.join("holdout.jsonl"))?
+        .into_iter()
         .take(a.gen_prompts)
+        .map(|c| c.prompt)
         .collect();
     let mut model = s.model.clone();
     let ours = anytune::bench::run(

@@ -248,8 +248,27 @@ impl Llama {
     }
 }
 
+/// HF module names of a block's seven projections, in the order `linears`/`linears_mut` use.
+const PROJECTIONS: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
 impl Block {
-    /// The seven projections with their HF module names (`self_attn.q_proj`, ...).
+    /// The seven projections with their HF module names.
+    fn linears(&self) -> [(&'static str, &Linear); 7] {
+        let l = [
+            &self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down,
+        ];
+        std::array::from_fn(|i| (PROJECTIONS[i], l[i]))
+    }
+
+    /// The seven projections with their HF module names, mutably.
     fn linears_mut(&mut self) -> [(&'static str, &mut Linear); 7] {
         [
             ("self_attn.q_proj", &mut self.q),
@@ -280,16 +299,7 @@ impl Llama {
     pub fn adapters(&self) -> Vec<(String, &LoraAdapter)> {
         let mut out = Vec::new();
         for (i, b) in self.blocks.iter().enumerate() {
-            let all = [
-                ("self_attn.q_proj", &b.q),
-                ("self_attn.k_proj", &b.k),
-                ("self_attn.v_proj", &b.v),
-                ("self_attn.o_proj", &b.o),
-                ("mlp.gate_proj", &b.gate),
-                ("mlp.up_proj", &b.up),
-                ("mlp.down_proj", &b.down),
-            ];
-            for (n, l) in all {
+            for (n, l) in b.linears() {
                 if let Some(a) = &l.lora {
                     out.push((format!("model.layers.{i}.{n}"), a));
                 }
@@ -329,10 +339,7 @@ impl Llama {
             .blocks
             .iter()
             .map(|b| {
-                [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down]
-                    .into_iter()
-                    .map(lin)
-                    .sum::<usize>()
+                b.linears().into_iter().map(|(_, l)| lin(l)).sum::<usize>()
                     + 2 * self.config.hidden_size
             })
             .sum();
