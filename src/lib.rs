@@ -17,6 +17,7 @@ pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod gguf;
+pub mod kernels;
 pub mod model;
 pub mod train;
 pub mod util;

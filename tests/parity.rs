@@ -7,7 +7,6 @@
 mod common;
 
 use anytune::data::{ChatTemplate, TokenizeOptions, collate, jsonl, tokenize};
-use anytune::device::{self, DeviceChoice};
 use anytune::export::peft;
 use anytune::model::Llama;
 use anytune::train::loss::{DEFAULT_LOGITS_CHUNK_BYTES, batch_loss};
@@ -171,21 +170,8 @@ fn cpu_first_batch_loss_and_gradients_match_peft() {
     check(&Device::flex().autodiff(), "cpu", true);
 }
 
-/// The wgpu device under test (`ANYTUNE_TEST_WGPU`, default vulkan); `None` = skip, unless
-/// `ANYTUNE_REQUIRE_WGPU=1` (our CI) turns a missing adapter into a failure.
 fn wgpu() -> Option<Device> {
-    let choice: DeviceChoice = std::env::var("ANYTUNE_TEST_WGPU")
-        .unwrap_or_else(|_| "vulkan".into())
-        .parse()
-        .unwrap();
-    match device::open(choice, |m| eprintln!("{m}")) {
-        Ok(d) => Some(d.device),
-        Err(e) if std::env::var("ANYTUNE_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("{e}"),
-        Err(e) => {
-            eprintln!("SKIPPED: {e}");
-            None
-        }
-    }
+    common::wgpu().map(|d| d.device)
 }
 
 /// The full reference batch (4 x 255 tokens, 30 layers) on wgpu: about 13 minutes on

@@ -58,3 +58,20 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
 }
+
+/// The wgpu device under test (`ANYTUNE_TEST_WGPU`, default vulkan); `None` = skip, unless
+/// `ANYTUNE_REQUIRE_WGPU=1` (our CI) turns a missing adapter into a failure.
+pub fn wgpu() -> Option<anytune::device::OpenedDevice> {
+    let choice: anytune::device::DeviceChoice = std::env::var("ANYTUNE_TEST_WGPU")
+        .unwrap_or_else(|_| "vulkan".into())
+        .parse()
+        .unwrap();
+    match anytune::device::open(choice, |m| eprintln!("{m}")) {
+        Ok(d) => Some(d),
+        Err(e) if std::env::var("ANYTUNE_REQUIRE_WGPU").is_ok_and(|v| v == "1") => panic!("{e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: {e}");
+            None
+        }
+    }
+}
