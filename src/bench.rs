@@ -31,6 +31,13 @@ pub struct OursBench {
     pub gen_new_tokens: usize,
     pub base_weight_bytes: usize,
     pub lora_and_optimizer_bytes: usize,
+    /// What the device allocator holds after the training steps (reserved pages are kept for
+    /// reuse, so this is about the peak); `None` where the backend does not report it.
+    pub device_reserved_after_training: Option<u64>,
+    /// Tokens per example when the bench was asked to truncate (no reference guard then).
+    pub truncated_to: Option<usize>,
+    /// `model::memory`'s activation estimate for the largest batch run.
+    pub activations_estimate: u64,
 }
 
 /// Runs `steps` training steps on `train` (batches of 4 in order) and greedy generation of
@@ -44,8 +51,25 @@ pub fn run(
     prompts: &[Vec<crate::data::Message>],
     steps: usize,
     gen_tokens: usize,
+    truncate: Option<usize>,
     mut on_line: impl FnMut(&str),
 ) -> Result<OursBench> {
+    let truncated: Vec<TokenizedExample>;
+    let train = match truncate {
+        Some(n) => {
+            truncated = train
+                .iter()
+                .map(|e| {
+                    let mut e = e.clone();
+                    e.ids.truncate(n);
+                    e.labels.truncate(n);
+                    e
+                })
+                .collect();
+            &truncated[..]
+        }
+        None => train,
+    };
     let lora = LoraConfig::default();
     model.attach_lora(&lora);
     model.set_training(true);
@@ -58,11 +82,24 @@ pub fn run(
     let mut opt = AdamW::new(AdamWConfig::default(), &params(model));
     let n_batches = (train.len() / 4).max(1);
     let (mut first_loss, mut timed) = (f64::NAN, Vec::new());
+    let mut activations_estimate = 0u64;
     for s in 0..steps {
         let k = s % n_batches;
         let refs: Vec<&TokenizedExample> =
             train[4 * k..(4 * k + 4).min(train.len())].iter().collect();
         let batch = collate(&refs, tok.pad_or_eos());
+        activations_estimate = activations_estimate.max(crate::model::memory::activation_bytes(
+            &model.config,
+            &crate::model::memory::StepShape {
+                batch: batch.b,
+                seq_len: batch.t,
+                labelled: batch.targets.len(),
+                rank: lora.rank,
+                targets: lora.targets.len(),
+                dropout: false,
+                recompute: false,
+            },
+        ));
         let t = web_time::Instant::now();
         let loss = batch_loss(model, &batch, DEFAULT_LOGITS_CHUNK_BYTES);
         let value = loss
@@ -80,7 +117,9 @@ pub fn run(
         let new = opt.update(&p, grads, 2e-4);
         crate::train::trainer::set_params(model, new);
         let dt = t.elapsed().as_secs_f64();
-        if s == 0 {
+        if s == 0 && truncate.is_some() {
+            first_loss = value;
+        } else if s == 0 {
             first_loss = value;
             let rel = (value - REFERENCE_FIRST_LOSS).abs() / REFERENCE_FIRST_LOSS;
             if rel > 1e-3 {
@@ -98,6 +137,7 @@ pub fn run(
         ));
         timed.push((batch.n_tokens(), batch.targets.len(), dt));
     }
+    let device_reserved_after_training = model.device.memory_pool_usage().map(|u| u.bytes_reserved);
     model.set_training(false);
     model.freeze_adapters();
     let rest = if timed.len() > 1 {
@@ -134,7 +174,10 @@ pub fn run(
         gen_tokens_per_s: n_new as f64 / t_gen.max(1e-9),
         gen_new_tokens: n_new,
         base_weight_bytes: model.base_bytes(),
-        // A, B and AdamW's two moments per adapter value.
-        lora_and_optimizer_bytes: 3 * model.adapter_bytes(),
+        // A, B, their gradients and AdamW's two moments per adapter value.
+        lora_and_optimizer_bytes: 4 * model.adapter_bytes(),
+        device_reserved_after_training,
+        truncated_to: truncate,
+        activations_estimate,
     })
 }

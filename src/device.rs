@@ -7,6 +7,7 @@ use burn::tensor::Device;
 #[cfg(not(target_arch = "wasm32"))]
 use burn::tensor::wgpu::{WgpuBackend, wgpu};
 
+#[cfg(not(target_arch = "wasm32"))]
 use crate::error::{Error, Result};
 
 /// What the user asked for (`--device`).
@@ -45,6 +46,9 @@ pub struct OpenedDevice {
     pub description: String,
     /// True for a GPU backend (wgpu), false for the CPU backend.
     pub is_gpu: bool,
+    /// Largest buffer one kernel may bind, in bytes: the adapter's
+    /// min(maxStorageBufferBindingSize, maxBufferSize), which burn requests in full.
+    pub max_binding: usize,
 }
 
 /// The CPU backend.
@@ -53,6 +57,7 @@ pub fn cpu() -> OpenedDevice {
         device: Device::flex(),
         description: "cpu (burn flex)".into(),
         is_gpu: false,
+        max_binding: usize::MAX,
     }
 }
 
@@ -117,6 +122,18 @@ pub fn open(choice: DeviceChoice, mut log: impl FnMut(&str)) -> Result<OpenedDev
     if let Some((_, d)) = opened.iter().find(|(b, _)| *b == info.backend) {
         return Ok(d.clone());
     }
+    let max_binding = pollster::block_on(
+        wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        })
+        .enumerate_adapters(backends),
+    )
+    .first()
+    .map_or(128 << 20, |a| {
+        let l = a.limits();
+        l.max_storage_buffer_binding_size.min(l.max_buffer_size) as usize
+    });
     let device = Device::wgpu_options()
         .graphics_api(api)
         .init()
@@ -128,6 +145,7 @@ pub fn open(choice: DeviceChoice, mut log: impl FnMut(&str)) -> Result<OpenedDev
             info.backend, info.name, info.device_type
         ),
         is_gpu: true,
+        max_binding,
     };
     opened.push((info.backend, d.clone()));
     Ok(d)

@@ -103,8 +103,21 @@ pub fn sample(logits: &[f32], o: &SamplingOptions, rng: &mut StdRng) -> u32 {
     idx[idx.len() - 1] as u32
 }
 
-/// Continues `prompt` (token ids); `on_text` receives each newly decoded piece of text.
+/// `generate_async`, blocking (native).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn generate(
+    model: &Llama,
+    tok: &Tokenizer,
+    prompt: &[u32],
+    o: &SamplingOptions,
+    on_text: impl FnMut(&str),
+) -> Result<Generation> {
+    crate::util::block_on(generate_async(model, tok, prompt, o, on_text))
+}
+
+/// Continues `prompt` (token ids); `on_text` receives each newly decoded piece of text. Each
+/// token's logits are awaited, so the browser's thread is never blocked.
+pub async fn generate_async(
     model: &Llama,
     tok: &Tokenizer,
     prompt: &[u32],
@@ -130,10 +143,9 @@ pub fn generate(
     let mut stopped = false;
     while ids.len() < o.max_tokens && prompt.len() + ids.len() < ctx {
         let logits = model.step(&next_input, &mut cache);
-        let logits: Vec<f32> = logits
-            .into_data()
-            .try_into_vec()
-            .map_err(|e| Error::Generate(format!("reading logits: {e:?}")))?;
+        let logits = crate::util::read_f32(logits)
+            .await
+            .map_err(|e| Error::Generate(format!("reading logits: {e}")))?;
         let id = sample(&logits, o, &mut rng);
         ids.push(id);
         if !o.ignore_stop && tok.stop_ids.contains(&id) {

@@ -9,6 +9,7 @@
 //!   --Llama::forward / step--> logits --generate--> tokens
 //! ```
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod data;
 pub mod device;
@@ -21,6 +22,8 @@ pub mod kernels;
 pub mod model;
 pub mod train;
 pub mod util;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 pub mod weights;
 
 pub use error::{Error, Result};

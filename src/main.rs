@@ -13,7 +13,7 @@ use anytune::data::{ChatTemplate, Example, Message, TokenizeOptions, TokenizedEx
 use anytune::device::{self, DeviceChoice};
 use anytune::export::peft;
 use anytune::generate::{SamplingOptions, generate};
-use anytune::model::Llama;
+use anytune::model::{BaseWeights, Llama, LoadOptions};
 use anytune::train::checkpoint;
 use anytune::train::schedule::Schedule;
 use anytune::train::{Checkpoint, Reporter, StepStats, TrainConfig, eval_loss, train};
@@ -48,11 +48,75 @@ enum Command {
     /// Write chat training data from a teacher's answers (distillation; with --system, context
     /// distillation of that instruction into a prompt-free student).
     Distill(DistillArgs),
+    /// Device-memory sizing table for Q4_K_M models kept quantized (base, LoRA + AdamW,
+    /// activations with and without per-block recomputation), from the trainer's own accounting.
+    Plan(PlanArgs),
+    /// Write a tiny random Llama GGUF (2 layers, d 32, byte tokenizer, ChatML, Q8_0/Q4_1) for
+    /// fast tests, e.g. of the browser build.
+    TinyModel {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// (Re)build RUN_DIR/report.md from a training run's JSON files.
     Report {
         /// The --out directory of `anytune train`
         run_dir: PathBuf,
     },
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[arg(long, default_value_t = 512)]
+    seq_len: usize,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+}
+
+fn run_tiny_model(out: &std::path::Path, seed: u64) -> Result<()> {
+    let bytes = anytune::gguf::writer::tiny_llama(seed);
+    let tmp = out.with_extension("gguf.tmp");
+    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    println!("{} ({} bytes)", out.display(), bytes.len());
+    Ok(())
+}
+
+fn run_plan(a: PlanArgs) -> Result<()> {
+    use anytune::model::memory::{PRESETS, StepShape, preset, q4_k_m_plan};
+    println!(
+        "Q4_K_M base kept quantized, seq {}, batch {}, LoRA r {} on all seven projections, no dropout, every token labelled\n",
+        a.seq_len, a.batch, a.rank
+    );
+    println!("| model | recompute | base weights | LoRA + AdamW | activations | total |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for name in PRESETS {
+        let c = preset(name).expect("preset");
+        for recompute in [false, true] {
+            let s = StepShape {
+                batch: a.batch,
+                seq_len: a.seq_len,
+                labelled: a.batch * a.seq_len,
+                rank: a.rank,
+                targets: 7,
+                dropout: false,
+                recompute,
+            };
+            let p = q4_k_m_plan(&c, &s);
+            println!(
+                "| {name} | {} | {} | {} | {} | **{}** |",
+                if recompute { "yes" } else { "no" },
+                human_bytes(p.base_weights),
+                human_bytes(p.lora_and_optimizer),
+                human_bytes(p.activations),
+                human_bytes(p.total())
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -66,6 +130,10 @@ struct ModelArgs {
     /// A PEFT LoRA adapter directory to apply (ours or one PEFT wrote)
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// keep: quantized GGUF matrices stay quantized on the GPU, dequantized inside our kernels;
+    /// dequantize: f32 copies [default: keep on GPU devices, dequantize on the CPU]
+    #[arg(long)]
+    base_weights: Option<BaseWeights>,
 }
 
 #[derive(Args)]
@@ -167,7 +235,20 @@ fn load(args: &ModelArgs, quiet: bool) -> Result<Session> {
     note(&format!("device: {}", dev.description));
     let t0 = std::time::Instant::now();
     let src = ModelSource::open(&path).with_context(|| format!("loading {}", path.display()))?;
-    let mut model = Llama::load(&src, &dev.device)?;
+    let opts = LoadOptions {
+        base: args.base_weights.unwrap_or(if dev.is_gpu {
+            BaseWeights::Keep
+        } else {
+            BaseWeights::Dequantize
+        }),
+        max_binding: dev.max_binding,
+    };
+    if opts.base == BaseWeights::Keep && !dev.is_gpu {
+        eprintln!(
+            "note: --base-weights keep needs a GPU device; the CPU backend dequantizes (same numbers)"
+        );
+    }
+    let mut model = Llama::load_with(&src, &dev.device, &opts)?;
     if let Some(a) = &args.adapter {
         let cfg = peft::load_dir(&mut model, a)
             .with_context(|| format!("loading adapter {}", a.display()))?;
@@ -274,6 +355,8 @@ fn main() {
         Command::Eval(a) => run_eval(a),
         Command::Bench(a) => run_bench(a),
         Command::Distill(a) => run_distill(a),
+        Command::Plan(a) => run_plan(a),
+        Command::TinyModel { out, seed } => run_tiny_model(&out, seed),
         Command::Report { run_dir } => write_report(&run_dir).map(|p| println!("{}", p.display())),
     };
     if let Err(e) = r {
@@ -371,6 +454,9 @@ struct TrainArgs {
     /// Keep file order instead of a seeded shuffle
     #[arg(long)]
     no_shuffle: bool,
+    /// Recompute each block's activations in the backward (less memory, one extra forward)
+    #[arg(long)]
+    recompute: bool,
     #[arg(long)]
     eval_split: Option<f64>,
     #[arg(long)]
@@ -441,6 +527,7 @@ impl TrainArgs {
         c.train_on_prompt |= self.train_on_prompt;
         c.skip_invalid |= self.skip_invalid;
         c.shuffle &= !self.no_shuffle;
+        c.recompute |= self.recompute;
         Ok(c)
     }
 }
@@ -701,6 +788,71 @@ impl Reporter for CliReporter {
     }
 }
 
+fn human_bytes(b: u64) -> String {
+    if b >= 1 << 30 {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    }
+}
+
+/// The memory report: what the device holds for the base, the adapters with AdamW state, and
+/// (estimated by `model::memory` for the largest batch) the activations.
+fn print_memory_plan(
+    model: &Llama,
+    cfg: &TrainConfig,
+    lora: &anytune::model::lora::LoraConfig,
+    train_set: &[anytune::data::TokenizedExample],
+    n_params: usize,
+) {
+    use anytune::model::memory::{
+        MemoryPlan, StepShape, activation_bytes, lora_and_optimizer_bytes,
+    };
+    let longest = train_set.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+    let mut labels: Vec<usize> = train_set.iter().map(|e| e.n_labels()).collect();
+    labels.sort_unstable_by(|a, b| b.cmp(a));
+    let shape = StepShape {
+        batch: cfg.batch_size,
+        seq_len: longest,
+        labelled: labels.iter().take(cfg.batch_size).sum(),
+        rank: lora.rank,
+        targets: lora.targets.len(),
+        dropout: lora.dropout > 0.0,
+        recompute: cfg.recompute,
+    };
+    let plan = MemoryPlan {
+        base_weights: model.base_bytes() as u64,
+        lora_and_optimizer: lora_and_optimizer_bytes(n_params as u64),
+        activations: activation_bytes(&model.config, &shape),
+    };
+    let kept = model
+        .blocks
+        .first()
+        .is_some_and(|b| matches!(b.q.weight, anytune::model::layers::BaseWeight::Quant(_)));
+    eprintln!(
+        "device memory: base weights {} ({}), LoRA + AdamW {}, activations ~{} (batch {} x {} tokens{}), total ~{}",
+        human_bytes(plan.base_weights),
+        if kept { "kept quantized" } else { "f32" },
+        human_bytes(plan.lora_and_optimizer),
+        human_bytes(plan.activations),
+        shape.batch,
+        shape.seq_len,
+        if cfg.recompute {
+            ", recomputed per block"
+        } else {
+            ""
+        },
+        human_bytes(plan.total())
+    );
+    if let Some(u) = model.device.memory_pool_usage() {
+        eprintln!(
+            "device allocator before training: {} in use, {} reserved",
+            human_bytes(u.bytes_in_use),
+            human_bytes(u.bytes_reserved)
+        );
+    }
+}
+
 fn run_train(a: TrainArgs) -> Result<()> {
     let cfg = a.config()?;
     let lora = cfg.lora().map_err(anyhow::Error::msg)?;
@@ -765,6 +917,7 @@ fn run_train(a: TrainArgs) -> Result<()> {
         lora.alpha,
         model.adapters().len()
     );
+    print_memory_plan(&model, &cfg, &lora, &train_set, n_params);
     let bar = indicatif::ProgressBar::new(total as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -791,6 +944,13 @@ fn run_train(a: TrainArgs) -> Result<()> {
         &mut model, &cfg, &train_set, &eval_set, pad, resume, stop, &mut rep,
     )?;
     rep.bar.finish_and_clear();
+    if let Some(u) = model.device.memory_pool_usage() {
+        eprintln!(
+            "device allocator after training: {} in use, {} reserved (pages kept for reuse: about the peak)",
+            human_bytes(u.bytes_in_use),
+            human_bytes(u.bytes_reserved)
+        );
+    }
     let base_name = s.src.name.clone();
     peft::save_dir(&model, &lora, &base_name, &a.out.join("adapter"))?;
     if let Some(best) = &outcome.best_adapter {
@@ -991,6 +1151,138 @@ struct BenchArgs {
     /// Also write the results here as JSON
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Cut every training example to N tokens (for slow software adapters; the reference
+    /// comparison and its loss guard are skipped then)
+    #[arg(long)]
+    truncate: Option<usize>,
+    /// Do not run the PyTorch reference
+    #[arg(long)]
+    no_reference: bool,
+    /// Run our side twice, in separate processes, with --base-weights keep and dequantize, and
+    /// print base-weight memory, peak process memory and training speed side by side
+    #[arg(long)]
+    compare_base_weights: bool,
+}
+
+/// `bench --compare-base-weights`: one child process per mode (peak memory is per process).
+fn run_bench_compare(a: &BenchArgs) -> Result<()> {
+    let exe = std::env::current_exe()?;
+    let mut results = Vec::new();
+    for mode in ["keep", "dequantize"] {
+        let json =
+            std::env::temp_dir().join(format!("anytune-bench-{mode}-{}.json", std::process::id()));
+        let mut cmd = Process::new(&exe);
+        cmd.arg("bench")
+            .args(["--base-weights", mode, "--no-reference"])
+            .arg("--device")
+            .arg(format!("{:?}", a.model.device).to_lowercase())
+            .arg("--reference")
+            .arg(&a.reference)
+            .args(["--steps", &a.steps.to_string()])
+            .args(["--gen-prompts", &a.gen_prompts.to_string()])
+            .args(["--gen-tokens", &a.gen_tokens.to_string()])
+            .arg("--json")
+            .arg(&json);
+        if let Some(m) = &a.model.model {
+            cmd.arg("--model").arg(m);
+        }
+        if let Some(n) = a.truncate {
+            cmd.args(["--truncate", &n.to_string()]);
+        }
+        eprintln!("bench: --base-weights {mode} ...");
+        let status = cmd.stdout(std::process::Stdio::null()).status()?;
+        anyhow::ensure!(
+            status.success(),
+            "bench with --base-weights {mode} failed ({status})"
+        );
+        let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+        let _ = std::fs::remove_file(&json);
+        results.push(j);
+    }
+    let (k, d) = (&results[0], &results[1]);
+    let f = |j: &serde_json::Value, p: &str| j.pointer(p).and_then(|v| v.as_f64());
+    let (lk, ld) = (
+        f(k, "/anytune/first_step_loss").unwrap_or(f64::NAN),
+        f(d, "/anytune/first_step_loss").unwrap_or(f64::NAN),
+    );
+    let rel = ((lk - ld) / ld).abs();
+    anyhow::ensure!(
+        rel < 1e-4,
+        "first-step loss keep {lk:.6} vs dequantize {ld:.6} differ by {rel:.1e} (> 1e-4): not reporting"
+    );
+    println!("device: {}", k["device"].as_str().unwrap_or("?"));
+    println!(
+        "first-step loss: keep {lk:.6}, dequantize {ld:.6} (rel diff {rel:.1e}){}",
+        a.truncate
+            .map_or(String::new(), |n| format!("; examples cut to {n} tokens"))
+    );
+    println!(
+        "| {:<40} | {:>14} | {:>14} | {:>7} |",
+        "metric", "keep", "dequantize", "ratio"
+    );
+    println!(
+        "|{}|{}|{}|{}|",
+        "-".repeat(42),
+        "-".repeat(16),
+        "-".repeat(16),
+        "-".repeat(9)
+    );
+    let mib = 1048576.0;
+    for (name, p, scale, unit) in [
+        (
+            "device memory: base weights",
+            "/anytune/base_weight_bytes",
+            mib,
+            "MiB",
+        ),
+        (
+            "device allocator after training",
+            "/anytune/device_reserved_after_training",
+            mib,
+            "MiB",
+        ),
+        (
+            "activations (model::memory estimate)",
+            "/anytune/activations_estimate",
+            mib,
+            "MiB",
+        ),
+        ("peak process memory", "/anytune_peak_rss_mb", 1.0, "MB"),
+        (
+            "training tokens/s (non-padding)",
+            "/anytune/train_tokens_per_s",
+            1.0,
+            "tok/s",
+        ),
+        ("seconds per step", "/anytune/seconds_per_step", 1.0, "s"),
+        (
+            "greedy generation tokens/s (b=1)",
+            "/anytune/gen_tokens_per_s",
+            1.0,
+            "tok/s",
+        ),
+    ] {
+        let (x, y) = (f(k, p).map(|v| v / scale), f(d, p).map(|v| v / scale));
+        let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} {unit}"));
+        let ratio = match (x, y) {
+            (Some(x), Some(y)) if y > 0.0 => format!("{:.2}x", x / y),
+            _ => "-".into(),
+        };
+        println!(
+            "| {name:<40} | {:>14} | {:>14} | {ratio:>7} |",
+            cell(x),
+            cell(y)
+        );
+    }
+    if let Some(path) = &a.json {
+        let j = serde_json::json!({"date": chrono_like_date(), "machine": machine(), "keep": k, "dequantize": d});
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(&j)?)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 /// Peak resident memory of this process, MB (Linux).
@@ -1074,6 +1366,9 @@ fn reference_bench(a: &BenchArgs) -> std::result::Result<serde_json::Value, Stri
 }
 
 fn run_bench(a: BenchArgs) -> Result<()> {
+    if a.compare_base_weights {
+        return run_bench_compare(&a);
+    }
     let s = load(&a.model, false)?;
     let data = a.reference.join("data");
     let o = TokenizeOptions {
@@ -1095,10 +1390,17 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         &prompts,
         a.steps,
         a.gen_tokens,
+        a.truncate,
         |l| eprintln!("anytune: {l}"),
     )?;
     let ours_rss = peak_rss_mb();
-    let reference = reference_bench(&a);
+    let reference = if a.no_reference {
+        Err("--no-reference".to_string())
+    } else if a.truncate.is_some() {
+        Err("--truncate: not the reference's settings".to_string())
+    } else {
+        reference_bench(&a)
+    };
     let r = |k: &str| reference.as_ref().ok().and_then(|j| j[k].as_f64());
     let row = |name: &str, o: Option<f64>, rf: Option<f64>, unit: &str| {
         let ratio = match (o, rf) {
@@ -1158,11 +1460,13 @@ fn run_bench(a: BenchArgs) -> Result<()> {
         None,
         "MB",
     );
-    println!(
-        "first-step loss {:.6} (reference {:.6}): speed is comparable",
-        ours.first_step_loss,
-        anytune::bench::REFERENCE_FIRST_LOSS
-    );
+    if a.truncate.is_none() {
+        println!(
+            "first-step loss {:.6} (reference {:.6}): speed is comparable",
+            ours.first_step_loss,
+            anytune::bench::REFERENCE_FIRST_LOSS
+        );
+    }
     if let Err(why) = &reference {
         println!("reference side skipped: {why}");
     }
@@ -1212,6 +1516,9 @@ struct DistillArgs {
     /// A PEFT adapter for the teacher
     #[arg(long)]
     adapter: Option<PathBuf>,
+    /// keep | dequantize (see `train --help`)
+    #[arg(long)]
+    base_weights: Option<BaseWeights>,
     /// Prompts: JSONL of chat lines (their last assistant turn, if any, is replaced) or {"prompt"}
     #[arg(long)]
     prompts: PathBuf,
@@ -1246,6 +1553,7 @@ fn run_distill(a: DistillArgs) -> Result<()> {
         model: Some(a.teacher.clone()),
         device: a.device,
         adapter: a.adapter.clone(),
+        base_weights: a.base_weights,
     };
     let s = load(&args, false)?;
     let name = a.prompts.display().to_string();

@@ -1,4 +1,22 @@
-//! Small native helpers shared by outputs: atomic directory writes.
+//! Small helpers: reading tensors back without blocking (the browser cannot block; natively
+//! `block_on` drives the same futures), atomic directory writes.
+
+use burn::tensor::Tensor;
+
+/// A tensor's values on the host, awaited (never blocks the browser's thread).
+pub async fn read_f32<const D: usize>(t: Tensor<D>) -> crate::error::Result<Vec<f32>> {
+    t.into_data_async()
+        .await
+        .map_err(|e| crate::error::Error::Device(format!("readback: {e:?}")))?
+        .try_into_vec::<f32>()
+        .map_err(|e| crate::error::Error::Device(format!("readback: {e:?}")))
+}
+
+/// Runs a future to completion on this thread (native only).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    pollster::block_on(f)
+}
 
 #[cfg(not(target_arch = "wasm32"))]
 use crate::error::{Error, Result};

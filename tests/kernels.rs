@@ -48,7 +48,11 @@ fn host(t: Tensor<2>) -> Vec<f32> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> (f32, f32) {
     assert_eq!(a.len(), b.len());
-    let d = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let d = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     let m = b.iter().map(|x| x.abs()).fold(0f32, f32::max);
     (d, m)
 }
@@ -58,7 +62,14 @@ fn randn(rng: &mut StdRng, n: usize) -> Vec<f32> {
 }
 
 /// Forward and input gradient for one type and shape; returns the worst relative error.
-fn check_type(gpu: &Device, t: QuantType, m: usize, rows: usize, cols: usize, max_binding: usize) -> f32 {
+fn check_type(
+    gpu: &Device,
+    t: QuantType,
+    m: usize,
+    rows: usize,
+    cols: usize,
+    max_binding: usize,
+) -> f32 {
     let mut rng = StdRng::seed_from_u64(t.code() as u64 * 1000 + m as u64);
     let raw = random_blocks(t, rows, cols, &mut rng);
     let dense = dequantize(t.ggml(), &raw, rows * cols, "w").unwrap();
@@ -91,8 +102,14 @@ fn check_type(gpu: &Device, t: QuantType, m: usize, rows: usize, cols: usize, ma
         qw.chunks.len()
     );
     // Stated tolerance: max abs error ≤ 1e-4 × max(1, max|reference|) (f32 accumulation order).
-    assert!(dy <= 1e-4 * my.max(1.0), "{t:?} forward: {dy} vs scale {my}");
-    assert!(dd <= 1e-4 * md.max(1.0), "{t:?} input grad: {dd} vs scale {md}");
+    assert!(
+        dy <= 1e-4 * my.max(1.0),
+        "{t:?} forward: {dy} vs scale {my}"
+    );
+    assert!(
+        dd <= 1e-4 * md.max(1.0),
+        "{t:?} input grad: {dd} vs scale {md}"
+    );
     (dy / my.max(1.0)).max(dd / md.max(1.0))
 }
 
@@ -124,7 +141,10 @@ fn quantized_embedding_gather_matches_the_reference_twin() {
         for max_binding in [usize::MAX, 3 * t.bytes(1, cols)] {
             let qw = QuantWeight::upload(t, rows, cols, &words, max_binding, &gpu.device);
             let idt = Tensor::<1, Int>::from_data(
-                TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [ids.len()]),
+                TensorData::new(
+                    ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                    [ids.len()],
+                ),
                 &gpu.device,
             );
             let got = host(qw.gather(idt));

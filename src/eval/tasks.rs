@@ -4,11 +4,18 @@
 
 use serde::Serialize;
 
-use super::metrics::{AnswerScore, TaskMetrics, aggregate, is_json_object, score};
-use crate::data::{ChatTemplate, Example, Message};
+use super::metrics::TaskMetrics;
+#[cfg(not(target_arch = "wasm32"))]
+use super::metrics::{AnswerScore, aggregate, is_json_object, score};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::data::ChatTemplate;
+use crate::data::{Example, Message};
 use crate::error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::generate::{SamplingOptions, generate};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::model::Llama;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::weights::Tokenizer;
 
 /// A prompt and the answer the data expects.
@@ -69,6 +76,7 @@ impl Schema {
 }
 
 /// Answers every case greedily with `model` and scores the answers.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn answer_all(
     model: &Llama,
     tok: &Tokenizer,

@@ -18,25 +18,31 @@ const PREFIX: &str = "base_model.model.";
 /// Host copy of every adapter tensor: PEFT key -> (shape, values).
 pub type AdapterTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
 
-fn to_host(t: &burn::tensor::Tensor<2>) -> Result<(Vec<usize>, Vec<f32>)> {
+async fn to_host(t: &burn::tensor::Tensor<2>) -> Result<(Vec<usize>, Vec<f32>)> {
     let shape = t.dims().to_vec();
-    let v = t
-        .clone()
-        .inner()
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::tensor("lora", format!("{e:?}")))?;
-    Ok((shape, v))
+    Ok((shape, crate::util::read_f32(t.clone().inner()).await?))
 }
 
 /// Reads every adapter tensor back to the host under its PEFT key.
-pub fn adapter_tensors(model: &Llama) -> Result<AdapterTensors> {
+pub async fn adapter_tensors_async(model: &Llama) -> Result<AdapterTensors> {
     let mut out = BTreeMap::new();
     for (module, a) in model.adapters() {
-        out.insert(format!("{PREFIX}{module}.lora_A.weight"), to_host(&a.a)?);
-        out.insert(format!("{PREFIX}{module}.lora_B.weight"), to_host(&a.b)?);
+        out.insert(
+            format!("{PREFIX}{module}.lora_A.weight"),
+            to_host(&a.a).await?,
+        );
+        out.insert(
+            format!("{PREFIX}{module}.lora_B.weight"),
+            to_host(&a.b).await?,
+        );
     }
     Ok(out)
+}
+
+/// `adapter_tensors_async`, blocking (native).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn adapter_tensors(model: &Llama) -> Result<AdapterTensors> {
+    crate::util::block_on(adapter_tensors_async(model))
 }
 
 /// Sets every adapter of `model` to the values in `t` (same keys as `adapter_tensors`).
@@ -197,7 +203,7 @@ pub fn load_into(model: &mut Llama, cfg: &LoraConfig, bytes: &[u8], path: &str) 
                 ));
             }
         };
-        let [inp, out] = lin.w_t.dims();
+        let [inp, out] = lin.dims();
         if sa != [cfg.rank, inp] || sb != [out, cfg.rank] {
             return Err(Error::tensor(
                 module,

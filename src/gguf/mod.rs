@@ -8,6 +8,7 @@
 pub mod quant;
 pub mod reader;
 pub mod value;
+pub mod writer;
 
 pub use quant::GgmlType;
 pub use reader::{GgufFile, TensorInfo};

@@ -3,14 +3,14 @@
 //! whose backward runs the transposed kernel for the input gradient. The base weight is frozen,
 //! so no weight gradient exists and nothing weight-shaped is ever materialized.
 
+use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::autodiff::Autodiff;
 use burn::backend::fusion::custom::TensorSpec;
-use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::ops::IntTensorOps;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{AutodiffBackend, Backend, backend_extension};
 use burn::tensor::{DType, IntDType, Shape};
 use burn_cubecl::CubeBackend;
@@ -122,7 +122,11 @@ impl QuantOps for CubeBackend {
         transposed: bool,
     ) -> FloatTensor<Self> {
         let t = qtype_of(qtype);
-        assert_eq!(x.dtype, DType::F32, "quantized matmul takes f32 activations");
+        assert_eq!(
+            x.dtype,
+            DType::F32,
+            "quantized matmul takes f32 activations"
+        );
         let x = into_contiguous(x);
         let w = into_contiguous(w);
         let dims = x.meta.shape().clone();
@@ -235,14 +239,8 @@ impl<B: Backend + QuantOps, C: CheckpointStrategy> QuantOps for Autodiff<B, C> {
             .stateful()
         {
             OpsKind::Tracked(prep) => {
-                let out = B::quant_matmul(
-                    x.into_primitive(),
-                    w.clone(),
-                    qtype,
-                    rows,
-                    cols,
-                    transposed,
-                );
+                let out =
+                    B::quant_matmul(x.into_primitive(), w.clone(), qtype, rows, cols, transposed);
                 prep.finish((w, qtype, rows, cols, transposed), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::quant_matmul(

@@ -40,7 +40,8 @@ impl QuantWeight {
                 let n = per_chunk.min(rows - start);
                 let w = words[start * row_words..(start + n) * row_words].to_vec();
                 let len = w.len();
-                let t = Tensor::<1, Int>::from_data(TensorData::new(w, [len]), (device, DType::U32));
+                let t =
+                    Tensor::<1, Int>::from_data(TensorData::new(w, [len]), (device, DType::U32));
                 (start, n, t)
             })
             .collect();

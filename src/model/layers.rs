@@ -6,25 +6,66 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::lora::LoraAdapter;
+use crate::kernels::QuantWeight;
 
-/// A frozen linear layer, weight stored transposed for `x · Wᵀ`, with an optional LoRA adapter.
+/// A frozen base weight: dense f32, or GGUF blocks read by our kernels (`--base-weights keep`).
+#[derive(Clone)]
+pub enum BaseWeight {
+    /// Wᵀ: [in, out]
+    Dense(Tensor<2>),
+    /// W: [out, in] as quantized blocks on the device.
+    Quant(QuantWeight),
+}
+
+impl BaseWeight {
+    /// [in, out]
+    pub fn dims(&self) -> [usize; 2] {
+        match self {
+            BaseWeight::Dense(w_t) => w_t.dims(),
+            BaseWeight::Quant(q) => [q.cols, q.rows],
+        }
+    }
+
+    /// Device bytes held.
+    pub fn bytes(&self) -> usize {
+        match self {
+            BaseWeight::Dense(w_t) => 4 * w_t.dims().iter().product::<usize>(),
+            BaseWeight::Quant(q) => q.bytes(),
+        }
+    }
+
+    /// # Shapes
+    /// x [N, in] -> [N, out]
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            BaseWeight::Dense(w_t) => x.matmul(w_t.clone()),
+            BaseWeight::Quant(q) => q.forward(x),
+        }
+    }
+}
+
+/// A frozen linear layer with an optional LoRA adapter.
 #[derive(Clone)]
 pub struct Linear {
-    /// Wᵀ: [in, out]
-    pub w_t: Tensor<2>,
+    pub weight: BaseWeight,
     /// [out]
     pub bias: Option<Tensor<1>>,
     pub lora: Option<LoraAdapter>,
 }
 
 impl Linear {
+    /// [in, out]
+    pub fn dims(&self) -> [usize; 2] {
+        self.weight.dims()
+    }
+
     /// # Shapes
     /// x [B, T, in] -> [B, T, out]
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, i] = x.dims();
-        let [_, o] = self.w_t.dims();
+        let [_, o] = self.dims();
         let x = x.reshape([b * t, i]);
-        let y = x.clone().matmul(self.w_t.clone()); // [B*T, out]
+        let y = self.weight.forward(x.clone()); // [B*T, out]
         let y = match &self.bias {
             Some(bias) => y + bias.clone().unsqueeze_dim::<2>(0),
             None => y,

@@ -5,9 +5,12 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::ModelConfig;
-use super::layers::{Linear, apply_rope, attention, attention_bias, rms_norm, rope_tables, swiglu};
+use super::layers::{
+    BaseWeight, Linear, apply_rope, attention, attention_bias, rms_norm, rope_tables, swiglu,
+};
 use super::lora::{LoraAdapter, LoraConfig, init_rng};
 use crate::error::{Error, Result};
+use crate::kernels::{self, QuantWeight};
 use crate::weights::names::layer;
 use crate::weights::{HostTensor, ModelSource, WeightSource};
 
@@ -34,16 +37,90 @@ pub struct KvCache {
     pub len: usize,
 }
 
+/// How the frozen base lives on the device (`--base-weights`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseWeights {
+    /// Quantized GGUF matrices stay in their block format and are dequantized inside our WGSL
+    /// kernels (GPU backends only; float tensors and other types are dequantized as usual).
+    Keep,
+    /// Everything dequantized to f32 at load.
+    Dequantize,
+}
+
+impl std::str::FromStr for BaseWeights {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "keep" => Ok(Self::Keep),
+            "dequantize" => Ok(Self::Dequantize),
+            _ => Err(format!(
+                "unknown base-weights mode `{s}` (keep, dequantize)"
+            )),
+        }
+    }
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    pub base: BaseWeights,
+    /// Largest buffer a kernel may bind (the adapter's `maxStorageBufferBindingSize`); quantized
+    /// matrices are split into row chunks below it.
+    pub max_binding: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            base: BaseWeights::Dequantize,
+            max_binding: 128 << 20,
+        }
+    }
+}
+
+/// The token embedding table [V, D], dense or quantized.
+#[derive(Clone)]
+pub enum Embedding {
+    Dense(Tensor<2>),
+    Quant(QuantWeight),
+}
+
+impl Embedding {
+    /// [V, D]
+    pub fn dims(&self) -> [usize; 2] {
+        match self {
+            Embedding::Dense(e) => e.dims(),
+            Embedding::Quant(q) => [q.rows, q.cols],
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        match self {
+            Embedding::Dense(e) => 4 * e.dims().iter().product::<usize>(),
+            Embedding::Quant(q) => q.bytes(),
+        }
+    }
+}
+
+/// What every block of one forward shares.
+pub struct Positions {
+    /// [1, 1, T, Dh]
+    pub cos: Tensor<4>,
+    pub sin: Tensor<4>,
+    /// [B, 1, G*T, S], or none when nothing is masked.
+    pub bias: Option<Tensor<4>>,
+    pub dropout_seed: Option<u64>,
+}
+
 /// The whole model.
 #[derive(Clone)]
 pub struct Llama {
     pub config: ModelConfig,
-    /// [V, D]
-    pub embed: Tensor<2>,
+    pub embed: Embedding,
     pub blocks: Vec<Block>,
     pub norm: Tensor<1>,
-    /// Untied output head, Wᵀ [D, V]; `None` when tied to `embed`.
-    pub head: Option<Tensor<2>>,
+    /// Untied output head ([D] -> [V]); `None` when tied to `embed`.
+    pub head: Option<BaseWeight>,
     /// RoPE inverse frequencies, Dh / 2 of them.
     pub inv_freq: Vec<f64>,
     pub device: Device,
@@ -72,6 +149,53 @@ fn upload_2d(t: HostTensor, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(t.data, [t.shape[0], t.shape[1]]), device)
 }
 
+/// A frozen [out, in] matrix: kept in its quantized blocks when `opts` say so and the kernels
+/// read its type, else dequantized to f32 (Wᵀ).
+fn base_weight(
+    w: &dyn WeightSource,
+    name: &str,
+    out: usize,
+    inp: usize,
+    keep: Option<&LoadOptions>,
+    device: &Device,
+) -> Result<BaseWeight> {
+    if let Some(q) = quantized(w, name, out, inp, keep, device)? {
+        return Ok(BaseWeight::Quant(q));
+    }
+    Ok(BaseWeight::Dense(
+        upload_2d(fetch(w, name, &[out, inp])?, device).transpose(),
+    ))
+}
+
+/// `name` as a device `QuantWeight` when keeping is on and its type has a kernel.
+fn quantized(
+    w: &dyn WeightSource,
+    name: &str,
+    out: usize,
+    inp: usize,
+    keep: Option<&LoadOptions>,
+    device: &Device,
+) -> Result<Option<QuantWeight>> {
+    let Some(opts) = keep else { return Ok(None) };
+    let Some(q) = w.get_quantized(name)? else {
+        return Ok(None);
+    };
+    if [q.rows, q.cols] != [out, inp] {
+        return Err(Error::tensor(
+            name,
+            format!("shape [{}, {}], expected [{out}, {inp}]", q.rows, q.cols),
+        ));
+    }
+    Ok(Some(QuantWeight::upload(
+        q.qtype,
+        q.rows,
+        q.cols,
+        &q.words,
+        opts.max_binding,
+        device,
+    )))
+}
+
 /// A frozen linear from an HF weight [out, in] (+ optional bias [out]).
 fn linear(
     w: &dyn WeightSource,
@@ -79,9 +203,10 @@ fn linear(
     out: usize,
     inp: usize,
     bias: bool,
+    keep: Option<&LoadOptions>,
     device: &Device,
 ) -> Result<Linear> {
-    let weight = fetch(w, &format!("{name}.weight"), &[out, inp])?;
+    let weight = base_weight(w, &format!("{name}.weight"), out, inp, keep, device)?;
     let bias = if bias {
         Some(upload_1d(
             fetch(w, &format!("{name}.bias"), &[out])?,
@@ -91,17 +216,26 @@ fn linear(
         None
     };
     Ok(Linear {
-        w_t: upload_2d(weight, device).transpose(),
+        weight,
         bias,
         lora: None,
     })
 }
 
 impl Llama {
-    /// Builds the model on `device` from a checkpoint (weights dequantized to f32). The base is
-    /// frozen: it lives outside autodiff whatever `device` says; only adapters are tracked.
+    /// Builds the model on `device` from a checkpoint, weights dequantized to f32.
     pub fn load(src: &ModelSource, device: &Device) -> Result<Llama> {
+        Self::load_with(src, device, &LoadOptions::default())
+    }
+
+    /// Builds the model on `device` from a checkpoint. The base is frozen: it lives outside
+    /// autodiff whatever `device` says; only adapters are tracked. `BaseWeights::Keep` applies
+    /// on devices that run our kernels; elsewhere (the CPU backend) the reference twin —
+    /// dequantized f32 and plain matmuls — is used.
+    pub fn load_with(src: &ModelSource, device: &Device, opts: &LoadOptions) -> Result<Llama> {
         let device = &device.clone().without_autodiff();
+        let keep =
+            (opts.base == BaseWeights::Keep && kernels::supports_kernels(device)).then_some(opts);
         let c = &src.config;
         let w = src.weights.as_ref();
         let (d, f, dh) = (c.hidden_size, c.intermediate_size, c.head_dim);
@@ -112,24 +246,56 @@ impl Llama {
             let norm = |s: &str| fetch(w, &l(s), &[d]).map(|t| upload_1d(t, device));
             blocks.push(Block {
                 attn_norm: norm("input_layernorm.weight")?,
-                q: linear(w, &l("self_attn.q_proj"), qd, d, c.attention_bias, device)?,
-                k: linear(w, &l("self_attn.k_proj"), kvd, d, c.attention_bias, device)?,
-                v: linear(w, &l("self_attn.v_proj"), kvd, d, c.attention_bias, device)?,
-                o: linear(w, &l("self_attn.o_proj"), d, qd, false, device)?,
+                q: linear(
+                    w,
+                    &l("self_attn.q_proj"),
+                    qd,
+                    d,
+                    c.attention_bias,
+                    keep,
+                    device,
+                )?,
+                k: linear(
+                    w,
+                    &l("self_attn.k_proj"),
+                    kvd,
+                    d,
+                    c.attention_bias,
+                    keep,
+                    device,
+                )?,
+                v: linear(
+                    w,
+                    &l("self_attn.v_proj"),
+                    kvd,
+                    d,
+                    c.attention_bias,
+                    keep,
+                    device,
+                )?,
+                o: linear(w, &l("self_attn.o_proj"), d, qd, false, keep, device)?,
                 mlp_norm: norm("post_attention_layernorm.weight")?,
-                gate: linear(w, &l("mlp.gate_proj"), f, d, false, device)?,
-                up: linear(w, &l("mlp.up_proj"), f, d, false, device)?,
-                down: linear(w, &l("mlp.down_proj"), d, f, false, device)?,
+                gate: linear(w, &l("mlp.gate_proj"), f, d, false, keep, device)?,
+                up: linear(w, &l("mlp.up_proj"), f, d, false, keep, device)?,
+                down: linear(w, &l("mlp.down_proj"), d, f, false, keep, device)?,
             });
         }
-        let embed = upload_2d(
-            fetch(w, "model.embed_tokens.weight", &[c.vocab_size, d])?,
-            device,
-        );
+        let embed_name = "model.embed_tokens.weight";
+        let embed = match quantized(w, embed_name, c.vocab_size, d, keep, device)? {
+            Some(q) => Embedding::Quant(q),
+            None => Embedding::Dense(upload_2d(fetch(w, embed_name, &[c.vocab_size, d])?, device)),
+        };
         let head = if c.tie_word_embeddings {
             None
         } else {
-            Some(upload_2d(fetch(w, "lm_head.weight", &[c.vocab_size, d])?, device).transpose())
+            Some(base_weight(
+                w,
+                "lm_head.weight",
+                c.vocab_size,
+                d,
+                keep,
+                device,
+            )?)
         };
         Ok(Llama {
             config: c.clone(),
@@ -161,56 +327,128 @@ impl Llama {
         valid: Option<&[usize]>,
         mut cache: Option<&mut KvCache>,
     ) -> Tensor<3> {
-        let c = &self.config;
         let [b, t] = ids.dims();
-        let (h, hkv, dh) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let offset = cache.as_ref().map_or(0, |kv| kv.len);
-        let s = offset + t;
-        let mut x =
-            self.embed
-                .clone()
-                .select(0, ids.reshape([b * t]))
-                .reshape([b, t, c.hidden_size]);
-        let (cos, sin) = rope_tables(&self.inv_freq, offset, t, &self.device);
-        // A single new token with no padding sees every cached key: no mask needed.
-        let bias = (t > 1 || valid.is_some())
-            .then(|| attention_bias(b, h / hkv, t, s, offset, valid, &self.device));
-        for (i, blk) in self.blocks.iter().enumerate() {
-            let a = rms_norm(x.clone(), &blk.attn_norm, c.rms_norm_eps);
-            let q = blk
-                .q
-                .forward(a.clone())
-                .reshape([b, t, h, dh])
-                .swap_dims(1, 2); // [B, H, T, Dh]
-            let k = blk
-                .k
-                .forward(a.clone())
-                .reshape([b, t, hkv, dh])
-                .swap_dims(1, 2); // [B, Hkv, T, Dh]
-            let v = blk.v.forward(a).reshape([b, t, hkv, dh]).swap_dims(1, 2);
-            let q = apply_rope(q, &cos, &sin);
-            let mut k = apply_rope(k, &cos, &sin);
-            let mut v = v;
-            if let Some(kv) = cache.as_deref_mut() {
-                if let Some((pk, pv)) = kv.layers.get(i) {
-                    k = Tensor::cat(vec![pk.clone(), k], 2); // [B, Hkv, S, Dh]
-                    v = Tensor::cat(vec![pv.clone(), v], 2);
-                }
-                if kv.layers.len() > i {
-                    kv.layers[i] = (k.clone(), v.clone());
-                } else {
-                    kv.layers.push((k.clone(), v.clone()));
-                }
-            }
-            let attn = attention(q, k, v, bias.clone());
-            x = x + blk.o.forward(attn);
-            let m = rms_norm(x.clone(), &blk.mlp_norm, c.rms_norm_eps);
-            x = x + swiglu(m, &blk.gate, &blk.up, &blk.down);
+        let pos = self.positions(b, t, offset, valid, None);
+        let mut x = self.embed_tokens(ids);
+        for i in 0..self.blocks.len() {
+            x = self.block(i, x, &pos, cache.as_deref_mut());
         }
         if let Some(kv) = cache {
-            kv.len = s;
+            kv.len = offset + t;
         }
-        rms_norm(x, &self.norm, c.rms_norm_eps)
+        self.final_norm(x)
+    }
+
+    /// Token embeddings.
+    ///
+    /// # Shapes
+    /// ids [B, T] -> [B, T, D]
+    pub fn embed_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let flat = ids.reshape([b * t]);
+        match &self.embed {
+            Embedding::Dense(e) => e.clone().select(0, flat),
+            Embedding::Quant(q) => q.gather(flat),
+        }
+        .reshape([b, t, self.config.hidden_size])
+    }
+
+    /// RoPE tables and the attention mask for `t` new tokens after `offset` cached ones.
+    /// `dropout_seed` re-seeds the device before every block, so a recomputed block draws the
+    /// same adapter-dropout masks as its first forward.
+    pub fn positions(
+        &self,
+        b: usize,
+        t: usize,
+        offset: usize,
+        valid: Option<&[usize]>,
+        dropout_seed: Option<u64>,
+    ) -> Positions {
+        let c = &self.config;
+        let (cos, sin) = rope_tables(&self.inv_freq, offset, t, &self.device);
+        // A single new token with no padding sees every cached key: no mask needed.
+        let bias = (t > 1 || valid.is_some()).then(|| {
+            attention_bias(
+                b,
+                c.num_heads / c.num_kv_heads,
+                t,
+                offset + t,
+                offset,
+                valid,
+                &self.device,
+            )
+        });
+        Positions {
+            cos,
+            sin,
+            bias,
+            dropout_seed,
+        }
+    }
+
+    /// Decoder block `i`.
+    ///
+    /// # Shapes
+    /// x [B, T, D] -> [B, T, D]
+    pub fn block(
+        &self,
+        i: usize,
+        x: Tensor<3>,
+        pos: &Positions,
+        cache: Option<&mut KvCache>,
+    ) -> Tensor<3> {
+        let c = &self.config;
+        let blk = &self.blocks[i];
+        let [b, t, _] = x.dims();
+        let (h, hkv, dh) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        if let Some(seed) = pos.dropout_seed {
+            self.device.seed(seed.wrapping_add(i as u64));
+        }
+        let a = rms_norm(x.clone(), &blk.attn_norm, c.rms_norm_eps);
+        let q = blk
+            .q
+            .forward(a.clone())
+            .reshape([b, t, h, dh])
+            .swap_dims(1, 2); // [B, H, T, Dh]
+        let k = blk
+            .k
+            .forward(a.clone())
+            .reshape([b, t, hkv, dh])
+            .swap_dims(1, 2); // [B, Hkv, T, Dh]
+        let v = blk.v.forward(a).reshape([b, t, hkv, dh]).swap_dims(1, 2);
+        let q = apply_rope(q, &pos.cos, &pos.sin);
+        let mut k = apply_rope(k, &pos.cos, &pos.sin);
+        let mut v = v;
+        if let Some(kv) = cache {
+            if let Some((pk, pv)) = kv.layers.get(i) {
+                k = Tensor::cat(vec![pk.clone(), k], 2); // [B, Hkv, S, Dh]
+                v = Tensor::cat(vec![pv.clone(), v], 2);
+            }
+            if kv.layers.len() > i {
+                kv.layers[i] = (k.clone(), v.clone());
+            } else {
+                kv.layers.push((k.clone(), v.clone()));
+            }
+        }
+        let attn = attention(q, k, v, pos.bias.clone());
+        let x = x + blk.o.forward(attn);
+        let m = rms_norm(x.clone(), &blk.mlp_norm, c.rms_norm_eps);
+        x + swiglu(m, &blk.gate, &blk.up, &blk.down)
+    }
+
+    /// The final RMSNorm.
+    pub fn final_norm(&self, x: Tensor<3>) -> Tensor<3> {
+        rms_norm(x, &self.norm, self.config.rms_norm_eps)
+    }
+
+    /// The adapters of block `i`, in `adapters()` order.
+    pub fn block_adapters(&self, i: usize) -> Vec<&LoraAdapter> {
+        self.blocks[i]
+            .linears()
+            .into_iter()
+            .filter_map(|(_, l)| l.lora.as_ref())
+            .collect()
     }
 
     /// Output head on hidden states.
@@ -218,9 +456,10 @@ impl Llama {
     /// # Shapes
     /// h [N, D] -> logits [N, V]
     pub fn logits(&self, h: Tensor<2>) -> Tensor<2> {
-        match &self.head {
-            Some(w_t) => h.matmul(w_t.clone()),
-            None => h.matmul(self.embed.clone().transpose()),
+        match (&self.head, &self.embed) {
+            (Some(w), _) => w.forward(h),
+            (None, Embedding::Dense(e)) => h.matmul(e.clone().transpose()),
+            (None, Embedding::Quant(q)) => q.forward(h),
         }
     }
 
@@ -316,7 +555,7 @@ impl Llama {
         for (name, lin) in self.linears_mut() {
             let module = name.rsplit('.').next().unwrap_or_default();
             if cfg.targets.iter().any(|t| t == module) {
-                let [inp, out] = lin.w_t.dims();
+                let [inp, out] = lin.dims();
                 lin.lora = Some(LoraAdapter::init(
                     inp,
                     out,
@@ -330,21 +569,17 @@ impl Llama {
         }
     }
 
-    /// Bytes held by the frozen base weights (f32 on the device).
+    /// Device bytes held by the frozen base weights (f32 or quantized blocks).
     pub fn base_bytes(&self) -> usize {
-        let lin = |l: &Linear| {
-            l.w_t.dims().iter().product::<usize>() + l.bias.as_ref().map_or(0, |b| b.dims()[0])
-        };
+        let lin = |l: &Linear| l.weight.bytes() + l.bias.as_ref().map_or(0, |b| 4 * b.dims()[0]);
+        let d = self.config.hidden_size;
         let blocks: usize = self
             .blocks
             .iter()
-            .map(|b| {
-                b.linears().into_iter().map(|(_, l)| lin(l)).sum::<usize>()
-                    + 2 * self.config.hidden_size
-            })
+            .map(|b| b.linears().into_iter().map(|(_, l)| lin(l)).sum::<usize>() + 4 * 2 * d)
             .sum();
-        let head = self.head.as_ref().map_or(0, |h| h.dims().iter().product());
-        4 * (blocks + self.embed.dims().iter().product::<usize>() + head + self.config.hidden_size)
+        let head = self.head.as_ref().map_or(0, BaseWeight::bytes);
+        blocks + self.embed.bytes() + head + 4 * d
     }
 
     /// Bytes of the adapters (f32).

@@ -96,10 +96,12 @@ impl LoraAdapter {
     /// x [N, in] -> [N, out]
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let x = if self.training && self.dropout > 0.0 {
+            // Drawn on the plain device (one RNG whether or not x is tracked), so a block
+            // recomputed from the same seed draws the same mask.
             let keep = Tensor::<2>::random(
                 x.dims(),
                 Distribution::Bernoulli(1.0 - self.dropout),
-                &x.device(),
+                &x.device().without_autodiff(),
             );
             x * keep.div_scalar(1.0 - self.dropout)
         } else {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod layers;
 pub mod llama;
 pub mod lora;
+pub mod memory;
 
 pub use config::ModelConfig;
-pub use llama::{KvCache, Llama};
+pub use llama::{BaseWeights, Embedding, KvCache, Llama, LoadOptions};

@@ -53,6 +53,9 @@ pub struct TrainConfig {
     pub save_every: usize,
     /// Largest chunk of output-head logits, bytes (device binding limits).
     pub logits_chunk_bytes: usize,
+    /// Recompute each block's activations in the backward instead of keeping them (one extra
+    /// forward per step; activation memory drops to the block inputs plus one block).
+    pub recompute: bool,
     /// Run the forgetting check (general text perplexity and KL vs the base) after training.
     pub forgetting_check: bool,
     /// Forgetting check: largest allowed relative perplexity increase on general text.
@@ -91,6 +94,7 @@ impl Default for TrainConfig {
             patience: 0,
             save_every: 0,
             logits_chunk_bytes: super::loss::DEFAULT_LOGITS_CHUNK_BYTES,
+            recompute: false,
             forgetting_check: true,
             max_ppl_increase: 0.05,
             max_kl: 0.05,

@@ -9,4 +9,8 @@ pub mod schedule;
 pub mod trainer;
 
 pub use config::TrainConfig;
-pub use trainer::{Checkpoint, Outcome, Progress, Reporter, StepStats, eval_loss, train};
+pub use trainer::{
+    Checkpoint, Outcome, Progress, Reporter, StepStats, eval_loss_async, train_async,
+};
+#[cfg(not(target_arch = "wasm32"))]
+pub use trainer::{eval_loss, train};

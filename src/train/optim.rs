@@ -81,17 +81,15 @@ impl AdamW {
 
 impl AdamW {
     /// Host copies of the moments (for checkpoints).
-    pub fn moments_host(&self) -> crate::Result<Vec<(Vec<f32>, Vec<f32>)>> {
-        let read = |t: &Tensor<2>| -> crate::Result<Vec<f32>> {
-            t.clone()
-                .into_data()
-                .try_into_vec()
-                .map_err(|e| crate::Error::Device(format!("readback: {e:?}")))
-        };
-        self.moments
-            .iter()
-            .map(|(m, v)| Ok((read(m)?, read(v)?)))
-            .collect()
+    pub async fn moments_host(&self) -> crate::Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let mut out = Vec::with_capacity(self.moments.len());
+        for (m, v) in &self.moments {
+            out.push((
+                crate::util::read_f32(m.clone()).await?,
+                crate::util::read_f32(v.clone()).await?,
+            ));
+        }
+        Ok(out)
     }
 
     /// Restores moments saved by `moments_host` (same tensor order and sizes).
@@ -123,7 +121,7 @@ impl AdamW {
 }
 
 /// Global L2 norm of all gradients (one host read).
-pub fn global_norm(grads: &[Tensor<2>]) -> f64 {
+pub async fn global_norm(grads: &[Tensor<2>]) -> f64 {
     let Some(first) = grads.first() else {
         return 0.0;
     };
@@ -131,14 +129,14 @@ pub fn global_norm(grads: &[Tensor<2>]) -> f64 {
     for g in grads {
         total = total + (g.clone() * g.clone()).sum();
     }
-    let v: Vec<f32> = total.into_data().try_into_vec().unwrap_or_default();
+    let v = crate::util::read_f32(total).await.unwrap_or_default();
     v.first().map_or(0.0, |x| (*x as f64).sqrt())
 }
 
 /// Scales gradients so their global norm is at most `max_norm` (0 = off); returns the norm
 /// before clipping.
-pub fn clip(grads: Vec<Tensor<2>>, max_norm: f64) -> (Vec<Tensor<2>>, f64) {
-    let norm = global_norm(&grads);
+pub async fn clip(grads: Vec<Tensor<2>>, max_norm: f64) -> (Vec<Tensor<2>>, f64) {
+    let norm = global_norm(&grads).await;
     if max_norm > 0.0 && norm > max_norm {
         let s = max_norm / (norm + 1e-6);
         (grads.into_iter().map(|g| g.mul_scalar(s)).collect(), norm)

@@ -11,12 +11,12 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::config::TrainConfig;
-use super::loss::batch_loss;
+use super::loss::{batch_loss, loss_and_grads_recomputed};
 use super::optim::{AdamW, AdamWConfig, clip};
 use super::schedule::lr_at;
 use crate::data::{Batch, TokenizedExample, collate, epoch_batches};
 use crate::error::{Error, Result};
-use crate::export::peft::{AdapterTensors, adapter_tensors};
+use crate::export::peft::{AdapterTensors, adapter_tensors_async};
 use crate::model::Llama;
 use crate::model::lora::LoraAdapter;
 
@@ -81,7 +81,7 @@ pub struct Outcome {
 }
 
 /// Hold-out loss: token-level mean over every labelled token of `examples`.
-pub fn eval_loss(
+pub async fn eval_loss_async(
     model: &Llama,
     examples: &[TokenizedExample],
     batch_size: usize,
@@ -92,18 +92,33 @@ pub fn eval_loss(
     for chunk in examples.chunks(batch_size.max(1)) {
         let refs: Vec<&TokenizedExample> = chunk.iter().collect();
         let batch = collate(&refs, pad_id);
-        let loss = read_scalar(batch_loss(model, &batch, chunk_bytes).inner())?;
+        let loss = read_scalar(batch_loss(model, &batch, chunk_bytes).inner()).await?;
         sum += loss * batch.targets.len() as f64;
         n += batch.targets.len();
     }
     Ok(sum / n.max(1) as f64)
 }
 
-fn read_scalar(t: Tensor<1>) -> Result<f64> {
-    let v: Vec<f32> = t
-        .into_data()
-        .try_into_vec()
-        .map_err(|e| Error::Device(format!("readback: {e:?}")))?;
+/// `eval_loss_async`, blocking (native).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn eval_loss(
+    model: &Llama,
+    examples: &[TokenizedExample],
+    batch_size: usize,
+    chunk_bytes: usize,
+    pad_id: u32,
+) -> Result<f64> {
+    crate::util::block_on(eval_loss_async(
+        model,
+        examples,
+        batch_size,
+        chunk_bytes,
+        pad_id,
+    ))
+}
+
+async fn read_scalar(t: Tensor<1>) -> Result<f64> {
+    let v = crate::util::read_f32(t).await?;
     Ok(v.first().copied().unwrap_or(f32::NAN) as f64)
 }
 
@@ -133,7 +148,7 @@ pub(crate) fn set_params(model: &mut Llama, new: Vec<Tensor<2>>) {
 
 /// Hold-out loss now; reports it and keeps the adapter when it is the best so far. Returns
 /// whether it improved.
-fn evaluate(
+async fn evaluate(
     model: &Llama,
     cfg: &TrainConfig,
     eval_set: &[TokenizedExample],
@@ -142,27 +157,47 @@ fn evaluate(
     best: &mut Option<AdapterTensors>,
     rep: &mut dyn Reporter,
 ) -> Result<bool> {
-    let l = eval_loss(
+    let l = eval_loss_async(
         model,
         eval_set,
         cfg.batch_size,
         cfg.logits_chunk_bytes,
         pad_id,
-    )?;
+    )
+    .await?;
     rep.eval(p.step, l);
     p.last_eval_loss = Some(l);
     if p.best_eval_loss.is_some_and(|b| l >= b) {
         return Ok(false);
     }
     (p.best_eval_loss, p.best_step, p.evals_without_improvement) = (Some(l), p.step, 0);
-    *best = Some(adapter_tensors(model)?);
+    *best = Some(adapter_tensors_async(model).await?);
     Ok(true)
 }
 
-/// Trains `model`'s adapters. `resume` continues a checkpoint; `stop` ends the run after the
-/// current step (the browser's Stop button, Ctrl-C).
+/// `train_async`, blocking (native).
+#[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
+    model: &mut Llama,
+    cfg: &TrainConfig,
+    train_set: &[TokenizedExample],
+    eval_set: &[TokenizedExample],
+    pad_id: u32,
+    resume: Option<Checkpoint>,
+    stop: Arc<AtomicBool>,
+    rep: &mut dyn Reporter,
+) -> Result<Outcome> {
+    crate::util::block_on(train_async(
+        model, cfg, train_set, eval_set, pad_id, resume, stop, rep,
+    ))
+}
+
+/// Trains `model`'s adapters. `resume` continues a checkpoint; `stop` ends the run after the
+/// current step (the browser's Stop button, Ctrl-C). Device readbacks are awaited, so the
+/// browser's thread is never blocked; natively `train` drives it.
+#[allow(clippy::too_many_arguments)]
+pub async fn train_async(
     model: &mut Llama,
     cfg: &TrainConfig,
     train_set: &[TokenizedExample],
@@ -213,15 +248,30 @@ pub fn train(
                 .collect();
             p.batch_in_epoch += 1;
             let batch: Batch = collate(&refs, pad_id);
-            let loss = batch_loss(model, &batch, cfg.logits_chunk_bytes)
-                .div_scalar(cfg.grad_accum.max(1) as f64);
-            let value = read_scalar(loss.clone().inner())?;
+            let accum = cfg.grad_accum.max(1) as f64;
+            let (value, step_grads) = if cfg.recompute {
+                let seed = (cfg.lora_dropout > 0.0).then(|| {
+                    cfg.seed
+                        .wrapping_add(p.step as u64 * 7919 + p.batch_in_epoch as u64)
+                });
+                let (loss, g) =
+                    loss_and_grads_recomputed(model, &batch, cfg.logits_chunk_bytes, seed);
+                let g: Vec<Tensor<2>> = g
+                    .into_iter()
+                    .flat_map(|(a, b)| [a.div_scalar(accum), b.div_scalar(accum)])
+                    .collect();
+                (read_scalar(loss).await? / accum, g)
+            } else {
+                let loss = batch_loss(model, &batch, cfg.logits_chunk_bytes).div_scalar(accum);
+                let value = read_scalar(loss.clone().inner()).await?;
+                let g = loss.backward();
+                let grads = params(model)
+                    .iter()
+                    .map(|t| t.grad(&g).unwrap_or_else(|| t.clone().inner().zeros_like()))
+                    .collect();
+                (value, grads)
+            };
             finite &= value.is_finite();
-            let g = loss.backward();
-            let step_grads: Vec<Tensor<2>> = params(model)
-                .iter()
-                .map(|t| t.grad(&g).unwrap_or_else(|| t.clone().inner().zeros_like()))
-                .collect();
             grads = Some(match grads {
                 None => step_grads,
                 Some(acc) => acc
@@ -234,7 +284,7 @@ pub fn train(
             tokens += batch.n_tokens();
             labels += batch.targets.len();
         }
-        let (grads, norm) = clip(grads.unwrap_or_default(), cfg.max_grad_norm);
+        let (grads, norm) = clip(grads.unwrap_or_default(), cfg.max_grad_norm).await;
         let skipped = !finite || !norm.is_finite();
         if skipped {
             bad_in_a_row += 1;
@@ -272,7 +322,7 @@ pub fn train(
             && !eval_set.is_empty()
         {
             model.set_training(false);
-            let improved = evaluate(model, cfg, eval_set, pad_id, &mut p, &mut best, rep)?;
+            let improved = evaluate(model, cfg, eval_set, pad_id, &mut p, &mut best, rep).await?;
             model.set_training(true);
             if !improved {
                 p.evals_without_improvement += 1;
@@ -289,8 +339,8 @@ pub fn train(
         if cfg.save_every > 0 && p.step % cfg.save_every == 0 {
             rep.checkpoint(&Checkpoint {
                 progress: p.clone(),
-                adapter: adapter_tensors(model)?,
-                moments: opt.moments_host()?,
+                adapter: adapter_tensors_async(model).await?,
+                moments: opt.moments_host().await?,
                 optimizer_step: opt.step,
                 best_adapter: best.clone(),
             })?;
@@ -300,7 +350,7 @@ pub fn train(
     let final_eval_loss = if eval_set.is_empty() {
         None
     } else {
-        evaluate(model, cfg, eval_set, pad_id, &mut p, &mut best, rep)?;
+        evaluate(model, cfg, eval_set, pad_id, &mut p, &mut best, rep).await?;
         p.last_eval_loss
     };
     Ok(Outcome {

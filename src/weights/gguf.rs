@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use super::names::{hf_to_gguf, permuted_heads, unpermute_rows};
-use super::{Bytes, HostTensor, ModelSource, Tokenizer, WeightSource};
+use super::{Bytes, HostTensor, ModelSource, QuantHost, Tokenizer, WeightSource};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufFile, quant};
+use crate::kernels::{QuantType, layout};
 use crate::model::config::ModelConfig;
 
 /// Weights read from a GGUF file.
@@ -45,6 +46,37 @@ impl WeightSource for GgufWeights {
             data = unpermute_rows(&data, shape[0], heads);
         }
         Ok(Some(HostTensor { shape, data }))
+    }
+
+    fn get_quantized(&self, hf_name: &str) -> Result<Option<QuantHost>> {
+        let Some(g) = hf_to_gguf(hf_name) else {
+            return Ok(None);
+        };
+        let Some(info) = self.file.tensor(&g) else {
+            return Ok(None);
+        };
+        let shape = info.shape();
+        let Some(qtype) = QuantType::from_ggml(info.dtype) else {
+            return Ok(None);
+        };
+        if shape.len() != 2 {
+            return Ok(None);
+        }
+        let (_, raw) = self.raw(&g)?;
+        let (rows, cols) = (shape[0], shape[1]);
+        let words = match self
+            .permuted
+            .and_then(|(nh, nkv)| permuted_heads(&g, nh, nkv))
+        {
+            Some(heads) => layout::repack(qtype, &unpermute_rows(raw, rows, heads), &g)?,
+            None => layout::repack(qtype, raw, &g)?,
+        };
+        Ok(Some(QuantHost {
+            qtype,
+            rows,
+            cols,
+            words,
+        }))
     }
 
     fn rope_freq_factors(&self) -> Result<Option<Vec<f32>>> {

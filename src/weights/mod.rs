@@ -21,6 +21,18 @@ pub struct HostTensor {
     pub data: Vec<f32>,
 }
 
+/// A block-quantized matrix kept in its GGUF format, repacked for the kernels
+/// (`kernels::layout`), rows in HF order.
+#[derive(Debug, Clone)]
+pub struct QuantHost {
+    pub qtype: crate::kernels::QuantType,
+    /// Output features.
+    pub rows: usize,
+    /// Input features.
+    pub cols: usize,
+    pub words: Vec<u32>,
+}
+
 /// File bytes: memory-mapped natively, owned in the browser.
 pub enum Bytes {
     Owned(Vec<u8>),
@@ -55,6 +67,12 @@ impl Bytes {
 pub trait WeightSource: Send + Sync {
     /// The tensor named `hf_name` in HF layout, or `None` if the checkpoint lacks it.
     fn get(&self, hf_name: &str) -> Result<Option<HostTensor>>;
+
+    /// The tensor in its quantized form when it is stored in a type the kernels read
+    /// (`kernels::QuantType`); `None` for float tensors, other types and formats.
+    fn get_quantized(&self, _hf_name: &str) -> Result<Option<QuantHost>> {
+        Ok(None)
+    }
 
     /// llama.cpp's per-pair RoPE frequency factors (`rope_freqs.weight`, Llama 3.1+ GGUF).
     fn rope_freq_factors(&self) -> Result<Option<Vec<f32>>> {

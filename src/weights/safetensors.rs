@@ -86,10 +86,12 @@ impl WeightSource for SafetensorsWeights {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn read_json(path: &Path) -> Result<Option<Json>> {
     if !path.exists() {
         return Ok(None);
@@ -102,6 +104,7 @@ fn read_json(path: &Path) -> Result<Option<Json>> {
         })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The shard files of a checkpoint directory.
 fn shard_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let single = dir.join("model.safetensors");
@@ -130,6 +133,7 @@ fn shard_files(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     Ok(files.into_iter().map(|f| dir.join(f)).collect())
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The chat template: `chat_template.jinja` (transformers 5) or `tokenizer_config.json`'s
 /// `chat_template` (a string, or a list of named templates of which we take `default`).
 fn chat_template(dir: &Path, tok_cfg: Option<&Json>) -> Result<Option<String>> {
@@ -147,6 +151,7 @@ fn chat_template(dir: &Path, tok_cfg: Option<&Json>) -> Result<Option<String>> {
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Opens a Hugging Face checkpoint directory.
 pub fn open_dir(dir: &Path) -> Result<ModelSource> {
     let cfg_path = dir.join("config.json");
