@@ -19,6 +19,9 @@ const TILE: u32 = 16u;
 
 var<workgroup> ta: array<f32, 256>; // a tile [16 rows of M][16 of R]
 var<workgroup> tb: array<f32, 256>; // B tile [16 of R][16 cols of C]
+// R bounds the loop that contains the barriers, so it must be provably uniform (WebGPU's
+// uniformity analysis rejects a bound read from a read_write buffer): workgroupUniformLoad.
+var<workgroup> wg_r_len: u32;
 
 fn byte_at(base: u32, i: u32) -> u32 {
     return (w[base + i / 4u] >> (8u * (i % 4u))) & 0xffu;
@@ -34,7 +37,10 @@ fn b_at(r: u32, col: u32, bpr: u32) -> f32 {
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
     let m_len = info[0];
-    let r_len = info[1];
+    if (lid.x == 0u && lid.y == 0u) {
+        wg_r_len = info[1];
+    }
+    let r_len = workgroupUniformLoad(&wg_r_len);
     let c_len = info[2];
     let bpr = info[3];
     let row = wid.y * TILE + lid.y;

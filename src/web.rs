@@ -360,16 +360,16 @@ async fn run_training(
     if !train.problems.is_empty() && !st.cfg.skip_invalid {
         return Err(err(describe_problems(&train.problems)));
     }
-    let held = if eval.trim().is_empty() {
-        Vec::new()
+    let (train_examples, held) = if eval.trim().is_empty() {
+        crate::data::load::split(train.examples, st.cfg.eval_split, st.cfg.seed)
     } else {
         let e = load_text(eval, "eval.jsonl", &st.src.tokenizer, &st.template, o);
         if !e.problems.is_empty() {
             return Err(err(describe_problems(&e.problems)));
         }
-        e.examples
+        (train.examples, e.examples)
     };
-    if train.examples.is_empty() {
+    if train_examples.is_empty() {
         return Err(err("dataset.jsonl: no training examples"));
     }
     let pad = st.src.tokenizer.pad_or_eos();
@@ -381,7 +381,7 @@ async fn run_training(
     let out = train_async(
         &mut st.model,
         &cfg,
-        &train.examples,
+        &train_examples,
         &held,
         pad,
         None,

@@ -8,6 +8,7 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+#[cfg(not(target_arch = "wasm32"))]
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::ops::IntTensorOps;
 use burn::backend::tensor::{FloatTensor, IntTensor};
@@ -23,6 +24,7 @@ use cubecl::server::KernelArguments;
 use super::layout::QuantType;
 use super::shader;
 
+#[cfg(not(target_arch = "wasm32"))]
 fn matmul_meta(
     x: &TensorSpec,
     _w: &TensorSpec,
@@ -37,6 +39,7 @@ fn matmul_meta(
     TensorSpec::new([m, c].into(), DType::F32)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn gather_meta(
     ids: &TensorSpec,
     _w: &TensorSpec,
@@ -49,7 +52,7 @@ fn gather_meta(
 }
 
 /// Ops on a weight W [rows, cols] held as repacked GGUF blocks (`w`, a U32 tensor).
-#[backend_extension(Cube, Fusion, Autodiff)]
+#[backend_extension(Cube, Fusion: cfg(not(target_arch = "wasm32")), Autodiff)]
 pub trait QuantOps: Backend {
     /// `transposed = false`: x [M, cols] -> x · Wᵀ [M, rows];
     /// `transposed = true`:  x [M, rows] -> x · W [M, cols].
