@@ -516,7 +516,9 @@ impl TrainArgs {
             eval_every,
             patience,
             save_every,
-            epochs
+            epochs,
+            max_ppl_increase,
+            max_kl
         );
         if self.steps.is_some() {
             c.steps = self.steps;
@@ -528,6 +530,7 @@ impl TrainArgs {
         c.skip_invalid |= self.skip_invalid;
         c.shuffle &= !self.no_shuffle;
         c.recompute |= self.recompute;
+        c.forgetting_check &= !self.no_forgetting_check;
         Ok(c)
     }
 }
@@ -1612,4 +1615,41 @@ fn run_distill(a: DistillArgs) -> Result<()> {
     std::fs::rename(&tmp, &a.out)?;
     println!("wrote {} examples to {}", lines.len(), a.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train_config(args: &[&str]) -> TrainConfig {
+        let mut argv = vec!["anytune", "train", "--data", "d.jsonl", "--out", "o"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Train(t) => t.config().unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn every_training_flag_reaches_the_config() {
+        let d = train_config(&[]);
+        assert_eq!(d, TrainConfig::default());
+        let c = train_config(&[
+            "--no-forgetting-check",
+            "--max-ppl-increase",
+            "0.2",
+            "--max-kl",
+            "0.3",
+            "--recompute",
+            "--no-shuffle",
+            "--lora-rank",
+            "4",
+            "--steps",
+            "7",
+        ]);
+        assert!(!c.forgetting_check);
+        assert_eq!((c.max_ppl_increase, c.max_kl), (0.2, 0.3));
+        assert!(c.recompute && !c.shuffle);
+        assert_eq!((c.lora_rank, c.steps), (4, Some(7)));
+    }
 }

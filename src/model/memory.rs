@@ -112,9 +112,8 @@ pub fn activation_bytes(c: &ModelConfig, s: &StepShape) -> u64 {
 /// (or a tied embedding), and for `attn_v` / `ffn_down` on the first and last eighth of the
 /// layers and every third layer between; Q4_K elsewhere.
 pub fn q4_k_m_type(tensor: &str, layer: usize, n_layers: usize) -> QuantType {
-    let more_bits = layer < n_layers / 8
-        || layer >= 7 * n_layers / 8
-        || (layer >= n_layers / 8 && (layer - n_layers / 8) % 3 == 2);
+    let eighth = n_layers / 8;
+    let more_bits = layer < eighth || layer >= 7 * n_layers / 8 || (layer - eighth) % 3 == 2;
     match tensor {
         "output" => QuantType::Q6K,
         "v_proj" | "down_proj" if more_bits => QuantType::Q6K,

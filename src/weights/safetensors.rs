@@ -4,15 +4,20 @@
 //! crate from memory-mapped shards; F32, F16 and BF16 become f32.
 
 use std::collections::HashMap;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::Path;
 use std::sync::Arc;
 
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
+#[cfg(not(target_arch = "wasm32"))]
 use serde_json::Value as Json;
 
-use super::{Bytes, HostTensor, ModelSource, Tokenizer, WeightSource};
+use super::{Bytes, HostTensor, WeightSource};
+#[cfg(not(target_arch = "wasm32"))]
+use super::{ModelSource, Tokenizer};
 use crate::error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::model::config::ModelConfig;
 
 /// Weights from one or more safetensors shards.

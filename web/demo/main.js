@@ -171,5 +171,8 @@ $('compare').onclick = () => {
   }
 };
 
+// A default budget from the machine's memory when the browser tells it (WebGPU does not
+// expose the GPU's); the user can raise it or set 0 to skip the check.
+if (navigator.deviceMemory && Number($('budget').value) === 0) $('budget').value = String(navigator.deviceMemory / 2);
 worker.postMessage({ type: 'init' });
 listCached();

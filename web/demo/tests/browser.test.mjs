@@ -53,6 +53,14 @@ test('tiny model trains in Chromium on WebGPU, adapter downloads as PEFT and mat
     await page.setInputFiles('#model-file', model);
     await page.setInputFiles('#data-file', data);
     for (const [id, v] of Object.entries(settings)) await page.fill(`#${id}`, String(v));
+    // A model over the memory budget is refused with a clear message.
+    await page.fill('#budget', '0.000001');
+    await page.click('#start');
+    await page.waitForFunction(() => window.anytune.error, null, { timeout: 120_000 });
+    const refusal = await page.evaluate(() => window.anytune.error);
+    console.log(`over budget: ${refusal}`);
+    assert.match(refusal, /needs about .* GiB on the GPU .* more than the .* GiB budget/);
+    await page.fill('#budget', '0');
     const t0 = Date.now();
     await page.click('#start');
     await page.waitForFunction(() => window.anytune.done || window.anytune.error, null, { timeout: 600_000 });
@@ -92,6 +100,13 @@ test('tiny model trains in Chromium on WebGPU, adapter downloads as PEFT and mat
         assert.equal(browser[key('lora_A')].dtype, 'F32');
       }
     }
+
+    // The model's bytes were kept by the Cache API: after a reload the page offers them.
+    await page.reload();
+    await page.waitForFunction(() => document.querySelectorAll('#model-cached option').length > 1, null, { timeout: 30_000 });
+    const cachedNames = await page.evaluate(() => [...document.querySelectorAll('#model-cached option')].map((o) => o.textContent));
+    console.log(`cached after reload: ${cachedNames.join(', ')}`);
+    assert.ok(cachedNames.some((n) => n.startsWith('tiny.gguf')));
 
     // The same run natively (CPU backend): same core, same numbers.
     const toml = path.join(tmp, 'train.toml');
