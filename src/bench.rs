@@ -60,9 +60,11 @@ pub fn run(
             truncated = train
                 .iter()
                 .map(|e| {
+                    // Keep the last n tokens: the answer (the labelled part) is at the end.
                     let mut e = e.clone();
-                    e.ids.truncate(n);
-                    e.labels.truncate(n);
+                    let start = e.ids.len().saturating_sub(n);
+                    e.ids.drain(..start);
+                    e.labels.drain(..start);
                     e
                 })
                 .collect();

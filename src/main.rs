@@ -1154,8 +1154,8 @@ struct BenchArgs {
     /// Also write the results here as JSON
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Cut every training example to N tokens (for slow software adapters; the reference
-    /// comparison and its loss guard are skipped then)
+    /// Keep only the last N tokens of every training example (for slow software adapters; the
+    /// reference comparison and its loss guard are skipped then)
     #[arg(long)]
     truncate: Option<usize>,
     /// Do not run the PyTorch reference
