@@ -189,16 +189,16 @@ impl Trainer {
         };
         if opts.memory_budget > 0 && plan.total() > opts.memory_budget {
             return Err(JsError::new(&format!(
-                "this model needs about {:.2} GiB on the GPU at batch {} x {} tokens \
-                 (base {:.2} GiB, LoRA + AdamW {:.2} GiB, activations {:.2} GiB), more than the \
-                 {:.2} GiB budget: use a smaller model, batch or sequence length, or recompute",
-                gib(plan.total()),
+                "this model needs about {} on the GPU at batch {} x {} tokens \
+                 (base {}, LoRA + AdamW {}, activations {}), more than the {} budget: \
+                 use a smaller model, batch or sequence length, or recompute",
+                human(plan.total()),
                 cfg.batch_size,
                 cfg.max_seq_len,
-                gib(plan.base_weights),
-                gib(plan.lora_and_optimizer),
-                gib(plan.activations),
-                gib(opts.memory_budget)
+                human(plan.base_weights),
+                human(plan.lora_and_optimizer),
+                human(plan.activations),
+                human(opts.memory_budget)
             )));
         }
         let template = ChatTemplate::new(src.chat_template.as_deref(), &src.tokenizer)
@@ -296,8 +296,12 @@ impl Trainer {
     }
 }
 
-fn gib(b: u64) -> f64 {
-    b as f64 / (1u64 << 30) as f64
+fn human(b: u64) -> String {
+    if b >= 1 << 30 {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
+    }
 }
 
 struct JsReporter {

@@ -89,7 +89,8 @@ worker.onmessage = (e) => {
       const gib = (b) => (b / 2 ** 30).toFixed(2);
       status(`model loaded: GPU memory ≈ ${gib(m.info.total)} GiB (base ${gib(m.info.memory.base_weights)}, `
         + `LoRA + AdamW ${gib(m.info.memory.lora_and_optimizer)}, activations ${gib(m.info.memory.activations)}); training…`);
-      pending.created && pending.created();
+      if (pending.created) pending.created();
+      pending.created = pending.failed = null;
       break;
     }
     case 'progress': {
@@ -135,6 +136,8 @@ worker.onmessage = (e) => {
     }
     case 'error':
       setError(m.message);
+      if (pending.failed) pending.failed(new Error(m.message));
+      pending.created = pending.failed = null;
       $('start').disabled = false;
       $('stop').disabled = true;
       break;
@@ -154,7 +157,10 @@ $('start').onclick = async () => {
     listCached();
     $('start').disabled = true;
     $('stop').disabled = false;
+    // Train only once the model is loaded: a refused or broken model stops here with its message.
+    const created = new Promise((resolve, reject) => Object.assign(pending, { created: resolve, failed: reject }));
     worker.postMessage({ type: 'create', model: bytes, config: config() }, [bytes]);
+    await created;
     worker.postMessage({ type: 'train', data: await data.text(), eval: evalFile ? await evalFile.text() : '' });
   } catch (err) {
     setError(String(err.message || err));
