@@ -157,8 +157,13 @@ async fn evaluate(
     best: &mut Option<AdapterTensors>,
     rep: &mut dyn Reporter,
 ) -> Result<bool> {
+    // On a frozen view: no dropout, and no autodiff graph built for batches that are never
+    // backpropagated (tracked adapters made every hold-out pass keep its graph: 10 GB peaks).
+    let mut frozen = model.clone();
+    frozen.set_training(false);
+    frozen.freeze_adapters();
     let l = eval_loss_async(
-        model,
+        &frozen,
         eval_set,
         cfg.batch_size,
         cfg.logits_chunk_bytes,
