@@ -94,6 +94,7 @@ fn run_plan(a: PlanArgs) -> Result<()> {
     println!("| model | recompute | base weights | LoRA + AdamW | activations | total |");
     println!("|---|---|---:|---:|---:|---:|");
     for name in PRESETS {
+        // Invariant: PRESETS lists exactly the names `preset` knows.
         let c = preset(name).expect("preset");
         for recompute in [false, true] {
             let s = StepShape {

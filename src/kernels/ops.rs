@@ -111,6 +111,8 @@ fn empty_f32(like: &CubeTensor, shape: Shape) -> CubeTensor {
     )
 }
 
+/// Invariant, not input: the only callers pass `QuantType::code()` (quant_weight.rs), so an
+/// unknown code is a bug in this crate.
 fn qtype_of(code: u32) -> QuantType {
     QuantType::from_code(code).expect("quantized op called with an unknown type code")
 }

@@ -78,6 +78,7 @@ impl QuantWeight {
                 };
                 parts.push(matmul(xr, w, self.qtype, *n, self.cols, false));
             }
+            // `pop().unwrap()` below only runs when the vector holds exactly one part.
             cols_out.push(if parts.len() == 1 {
                 parts.pop().unwrap()
             } else {
@@ -111,6 +112,8 @@ impl QuantWeight {
                 None => part,
             });
         }
+        // Invariant: `upload` makes at least one chunk for any rows >= 1, and the loader only
+        // builds weights from validated configs (no zero-sized dimension).
         out.expect("a weight has at least one chunk")
     }
 }

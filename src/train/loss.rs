@@ -124,6 +124,8 @@ pub fn loss_and_grads_recomputed(
         loss_and_hidden_grad(model, batch, frozen.final_norm(x.clone()), chunk_bytes);
     let top = leaf(x);
     let g = (model.final_norm(top.clone()) * g_hidden).sum().backward();
+    // Invariants below: `top` and each `xi` are require_grad leaves that the backpropagated
+    // expression uses, so their gradients exist; `inputs` holds one entry per block.
     let mut upstream = top.grad(&g).expect("gradient of the last block's output");
     let mut per_block = Vec::with_capacity(model.blocks.len());
     for i in (0..model.blocks.len()).rev() {
