@@ -203,18 +203,11 @@ fn wgpu_first_batch_loss_and_gradients_match_peft() {
 /// Worst relative norm error between two sets of per-tensor gradients.
 fn worst_rel_err(reference: &[Vec<f32>], other: &[Vec<f32>]) -> f64 {
     assert_eq!(reference.len(), other.len());
-    let mut worst = 0f64;
-    for (c, g) in reference.iter().zip(other) {
-        let diff: f64 = c
-            .iter()
-            .zip(g)
-            .map(|(x, y)| ((x - y) as f64).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let norm: f64 = c.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-        worst = worst.max(diff / norm.max(1e-30));
-    }
-    worst
+    reference
+        .iter()
+        .zip(other)
+        .map(|(c, g)| rel_norm_err(c, g))
+        .fold(0f64, f64::max)
 }
 
 /// Loss and every adapter gradient of the real model on a short batch: wgpu against the CPU

@@ -75,3 +75,20 @@ pub fn wgpu() -> Option<anytune::device::OpenedDevice> {
         }
     }
 }
+
+/// ‖other − reference‖ / ‖reference‖ in f64 (the gradient comparisons of every test).
+pub fn rel_norm_err(reference: &[f32], other: &[f32]) -> f64 {
+    assert_eq!(reference.len(), other.len());
+    let diff: f64 = reference
+        .iter()
+        .zip(other)
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm: f64 = reference
+        .iter()
+        .map(|x| (*x as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    diff / norm.max(1e-30)
+}
