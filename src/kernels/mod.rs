@@ -3,7 +3,12 @@
 //! and in the input-gradient of the backward, so an 8B Q4_K_M model needs ~4.7 GB instead of
 //! ~32 GB of f32. On the CPU backend the same layers use the reference twin: the CPU
 //! dequantizer (`gguf::quant`) and a plain matmul.
+//!
+//! The CPU backend has its own fused element-wise ops (`cpu_ops`, row kernels in `cpu`): one
+//! pass per op with a hand-written backward instead of burn's chain of single ops.
 
+pub mod cpu;
+pub mod cpu_ops;
 pub mod layout;
 pub mod ops;
 pub mod quant_weight;

@@ -1,12 +1,15 @@
 //! Llama building blocks as plain functions over tensors: linear, RMSNorm, RoPE, grouped-query
 //! attention with a causal mask, SwiGLU. Shapes use B, T (new tokens), S (keys incl. cache),
 //! D, H, Hkv, G = H / Hkv, Dh, V.
+//!
+//! On the CPU backend RMSNorm, RoPE, the attention softmax and SiLU·up run as fused ops
+//! (`kernels::cpu_ops`); elsewhere (and as their tested twins) as the composed tensor ops here.
 
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::lora::LoraAdapter;
-use crate::kernels::QuantWeight;
+use crate::kernels::{QuantWeight, cpu_ops};
 
 /// A frozen base weight: dense f32, or GGUF blocks read by our kernels (`--base-weights keep`).
 #[derive(Clone)]
@@ -83,6 +86,14 @@ impl Linear {
 /// # Shapes
 /// x [B, T, D], w [D] -> [B, T, D]
 pub fn rms_norm(x: Tensor<3>, w: &Tensor<1>, eps: f64) -> Tensor<3> {
+    if cpu_ops::available(&x.device()) {
+        return cpu_ops::rms_norm(x, w.clone(), eps);
+    }
+    rms_norm_composed(x, w, eps)
+}
+
+/// `rms_norm` as composed tensor ops (every device but the CPU, and the fused op's twin).
+pub fn rms_norm_composed(x: Tensor<3>, w: &Tensor<1>, eps: f64) -> Tensor<3> {
     let ms = (x.clone() * x.clone()).mean_dim(2); // [B, T, 1]
     let inv = ms.add_scalar(eps).sqrt().recip();
     x * inv * w.clone().unsqueeze_dim::<2>(0).unsqueeze_dim::<3>(0)
@@ -92,7 +103,7 @@ pub fn rms_norm(x: Tensor<3>, w: &Tensor<1>, eps: f64) -> Tensor<3> {
 /// repeated twice).
 ///
 /// # Shapes
-/// -> (cos [1, 1, T, Dh], sin [1, 1, T, Dh])
+/// -> (cos [1, T, 1, Dh], sin [1, T, 1, Dh])
 pub fn rope_tables(
     inv_freq: &[f64],
     offset: usize,
@@ -113,16 +124,25 @@ pub fn rope_tables(
         }
     }
     let mk = |v: Vec<f32>| {
-        Tensor::<2>::from_data(TensorData::new(v, [t, dh]), device).reshape([1, 1, t, dh])
+        Tensor::<2>::from_data(TensorData::new(v, [t, dh]), device).reshape([1, t, 1, dh])
     };
     (mk(cos), mk(sin))
 }
 
-/// Rotary embedding, HF "rotate half" convention: `x·cos + rotate_half(x)·sin`.
+/// Rotary embedding, HF "rotate half" convention: `x·cos + rotate_half(x)·sin`. Applied in
+/// the projection's own layout (heads not yet moved before T), where x is contiguous.
 ///
 /// # Shapes
-/// x [B, heads, T, Dh], cos/sin [1, 1, T, Dh] -> [B, heads, T, Dh]
+/// x [B, T, heads, Dh], cos/sin [1, T, 1, Dh] -> [B, T, heads, Dh]
 pub fn apply_rope(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    if cpu_ops::available(&x.device()) {
+        return cpu_ops::rope(x, cos.clone(), sin.clone());
+    }
+    apply_rope_composed(x, cos, sin)
+}
+
+/// `apply_rope` as composed tensor ops.
+pub fn apply_rope_composed(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
     let half = x.dims()[3] / 2;
     let x1 = x.clone().narrow(3, 0, half);
     let x2 = x.clone().narrow(3, half, half);
@@ -173,15 +193,17 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4
     let [b, h, t, dh] = q.dims();
     let hkv = k.dims()[1];
     let g = h / hkv;
+    let scale = 1.0 / (dh as f64).sqrt();
     let q = q.reshape([b, hkv, g * t, dh]); // [B, Hkv, G*T, Dh]
-    let scores = q
-        .matmul(k.swap_dims(2, 3))
-        .mul_scalar(1.0 / (dh as f64).sqrt()); // [B, Hkv, G*T, S]
-    let scores = match bias {
-        Some(bias) => scores + bias,
-        None => scores,
+    let scores = q.matmul(k.swap_dims(2, 3)); // [B, Hkv, G*T, S]
+    let probs = match bias {
+        Some(bias) if cpu_ops::available(&scores.device()) => {
+            cpu_ops::softmax_biased(scores, bias, scale)
+        }
+        Some(bias) => softmax(scores.mul_scalar(scale) + bias, 3),
+        None => softmax(scores.mul_scalar(scale), 3),
     };
-    let out = softmax(scores, 3).matmul(v); // [B, Hkv, G*T, Dh]
+    let out = probs.matmul(v); // [B, Hkv, G*T, Dh]
     out.reshape([b, h, t, dh])
         .swap_dims(1, 2)
         .reshape([b, t, h * dh])
@@ -192,5 +214,9 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Option<Tensor<4
 /// # Shapes
 /// x [B, T, D] -> [B, T, D]
 pub fn swiglu(x: Tensor<3>, gate: &Linear, up: &Linear, down: &Linear) -> Tensor<3> {
-    down.forward(silu(gate.forward(x.clone())) * up.forward(x))
+    let (a, u) = (gate.forward(x.clone()), up.forward(x));
+    if cpu_ops::available(&a.device()) {
+        return down.forward(cpu_ops::silu_mul(a, u));
+    }
+    down.forward(silu(a) * u)
 }

@@ -406,19 +406,20 @@ impl Llama {
             self.device.seed(seed.wrapping_add(i as u64));
         }
         let a = rms_norm(x.clone(), &blk.attn_norm, c.rms_norm_eps);
-        let q = blk
-            .q
-            .forward(a.clone())
-            .reshape([b, t, h, dh])
-            .swap_dims(1, 2); // [B, H, T, Dh]
-        let k = blk
-            .k
-            .forward(a.clone())
-            .reshape([b, t, hkv, dh])
-            .swap_dims(1, 2); // [B, Hkv, T, Dh]
+        // RoPE in the projections' own [B, T, heads, Dh] layout, then heads before T.
+        let q = apply_rope(
+            blk.q.forward(a.clone()).reshape([b, t, h, dh]),
+            &pos.cos,
+            &pos.sin,
+        )
+        .swap_dims(1, 2); // [B, H, T, Dh]
+        let mut k = apply_rope(
+            blk.k.forward(a.clone()).reshape([b, t, hkv, dh]),
+            &pos.cos,
+            &pos.sin,
+        )
+        .swap_dims(1, 2); // [B, Hkv, T, Dh]
         let v = blk.v.forward(a).reshape([b, t, hkv, dh]).swap_dims(1, 2);
-        let q = apply_rope(q, &pos.cos, &pos.sin);
-        let mut k = apply_rope(k, &pos.cos, &pos.sin);
         let mut v = v;
         if let Some(kv) = cache {
             if let Some((pk, pv)) = kv.layers.get(i) {

@@ -107,9 +107,10 @@ impl LoraAdapter {
         } else {
             x
         };
+        // The scale on the thin [N, R] product, not on the [N, out] one.
         x.matmul(self.a.clone().transpose())
-            .matmul(self.b.clone().transpose())
-            .mul_scalar(self.scale) // [N, out]
+            .mul_scalar(self.scale) // [N, R]
+            .matmul(self.b.clone().transpose()) // [N, out]
     }
 }
 

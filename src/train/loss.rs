@@ -5,6 +5,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::data::Batch;
+use crate::kernels::cpu_ops;
 use crate::model::Llama;
 
 /// Largest logits chunk, in bytes, by default.
@@ -161,6 +162,15 @@ pub fn loss_and_grads_recomputed(
 /// # Shapes
 /// logits [N, V], targets [N, 1] -> [1]
 pub fn cross_entropy_sum(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
+    if cpu_ops::available(&logits.device()) {
+        return cpu_ops::cross_entropy_sum(logits, targets);
+    }
+    cross_entropy_sum_composed(logits, targets)
+}
+
+/// `cross_entropy_sum` as composed tensor ops (every device but the CPU, whose fused op
+/// accumulates the partition sum in f64; and its twin).
+pub fn cross_entropy_sum_composed(logits: Tensor<2>, targets: Tensor<2, Int>) -> Tensor<1> {
     let [n, v] = logits.dims();
     let shifted = logits.clone() - logits.max_dim(1).detach(); // [N, V]
     let e = shifted.clone().exp();
