@@ -100,6 +100,7 @@ pub fn run(
                 targets: lora.targets.len(),
                 dropout: false,
                 recompute: false,
+                fused: crate::kernels::cpu_ops::available(&model.device),
             },
         ));
         let t = web_time::Instant::now();

@@ -105,6 +105,7 @@ fn run_plan(a: PlanArgs) -> Result<()> {
                 targets: 7,
                 dropout: false,
                 recompute,
+                fused: false,
             };
             let p = q4_k_m_plan(&c, &s);
             println!(
@@ -823,6 +824,7 @@ fn print_memory_plan(
         targets: lora.targets.len(),
         dropout: lora.dropout > 0.0,
         recompute: cfg.recompute,
+        fused: anytune::kernels::cpu_ops::available(&model.device),
     };
     let plan = MemoryPlan {
         base_weights: model.base_bytes() as u64,

@@ -184,6 +184,7 @@ impl Trainer {
                     targets: lora.targets.len(),
                     dropout: lora.dropout > 0.0,
                     recompute: cfg.recompute,
+                    fused: false,
                 },
             ),
         };

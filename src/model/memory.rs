@@ -45,6 +45,9 @@ pub struct StepShape {
     pub targets: usize,
     pub dropout: bool,
     pub recompute: bool,
+    /// The CPU backend's fused ops (`kernels::cpu_ops`): the attention softmax keeps only its
+    /// probabilities, SiLU·up only its two inputs.
+    pub fused: bool,
 }
 
 /// Trainable LoRA values on every block: r · (in + out) per targeted projection.
@@ -78,8 +81,10 @@ fn block_activations(c: &ModelConfig, s: &StepShape) -> u64 {
     );
     let (h, hkv) = (c.num_heads as u64, c.num_kv_heads as u64);
     let t = s.seq_len as u64;
+    // Composed: attention scores + probabilities; gate, up, σ(gate) and silu(gate) outputs.
+    let (att, mlp) = if s.fused { (1, 3) } else { (2, 4) };
     let mut elems =
-        6 * n * d + n * dh * (2 * h + 2 * hkv) + 2 * s.batch as u64 * h * t * t + 4 * n * f;
+        6 * n * d + n * dh * (2 * h + 2 * hkv) + att * s.batch as u64 * h * t * t + mlp * n * f;
     if s.dropout {
         // q, k, v, gate, up see D-wide inputs; o sees H·Dh; down sees F.
         elems += n * (5 * d + h * dh + f);
@@ -229,6 +234,7 @@ mod tests {
             targets: 7,
             dropout: false,
             recompute: false,
+            fused: false,
         };
         let full = activation_bytes(&c, &s);
         s.recompute = true;
