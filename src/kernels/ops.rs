@@ -150,7 +150,8 @@ impl QuantOps for CubeBackend {
         };
         x.client.launch(
             Box::new(SourceKernel::new(kernel, CubeDim::new_2d(16, 16))),
-            CubeCount::Static(c.div_ceil(16) as u32, m.div_ceil(16) as u32, 1),
+            // 64 x 64 output tile per workgroup (shaders/quant_matmul.wgsl).
+            CubeCount::Static(c.div_ceil(64) as u32, m.div_ceil(64) as u32, 1),
             KernelArguments::new().with_buffers(vec![
                 x.handle.clone().binding(),
                 w.handle.clone().binding(),
