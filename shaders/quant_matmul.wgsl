@@ -10,8 +10,8 @@
 // lid.y + 16i, cols lid.x + 16j); a [64 x 16] slice of a and the dequantized [16 x 64] slice of
 // B are staged in workgroup memory per step of 16 along R, so every weight element is decoded
 // once per workgroup and 64 rows of a, and there is one barrier pair per 16 x 64 x 64 multiply-
-// adds. Each output still sums R in order 0, 1, 2, ... (the same order as the dense matmul
-// on the dequantized copy, which is what makes keep and dequantize agree bit for bit).
+// adds. Each output still sums R in order 0, 1, 2, ..., like the dense matmul on the
+// dequantized copy: on lavapipe keep and dequantize give the same loss (tests/parity.rs).
 
 @group(0) @binding(0) var<storage, read_write> a: array<f32>;    // [M, R], row-major, contiguous
 @group(0) @binding(1) var<storage, read_write> w: array<u32>;    // weight blocks, layout in src/kernels/layout.rs
