@@ -19,6 +19,8 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{AutodiffBackend, Backend, Dispatch, TensorMetadata, backend_extension};
+
+use super::autodiff::unary_op;
 use burn::tensor::{Int, Shape, Tensor};
 
 #[backend_extension(Flex: cfg(not(target_arch = "wasm32")), Autodiff)]
@@ -144,39 +146,16 @@ impl<B: Backend + CpuFusedOps, C: CheckpointStrategy> CpuFusedOps for Autodiff<B
         bias: FloatTensor<Self>,
         scale: f64,
     ) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct SoftmaxBackward;
-        impl<B: Backend + CpuFusedOps> Backward<B, 1> for SoftmaxBackward {
-            type State = (FloatTensor<B>, f64);
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [node_x] = ops.parents;
-                let g = grads.consume::<B>(&ops.node);
-                let (y, scale) = ops.state;
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, B::softmax_backward(y, g, scale));
-                }
-            }
-        }
         // The mask is data, never trained: a constant here.
         let bias = bias.into_primitive();
-        match SoftmaxBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = B::softmax_biased(x.into_primitive(), bias, scale);
-                prep.finish((y.clone(), scale), y)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(B::softmax_biased(x.into_primitive(), bias, scale))
-            }
-        }
+        unary_op::<B, C, _>(
+            x,
+            |x| {
+                let y = B::softmax_biased(x, bias, scale);
+                (y.clone(), (y, scale))
+            },
+            |(y, scale), g| B::softmax_backward(y, g, scale),
+        )
     }
 
     fn softmax_backward(
@@ -306,79 +285,33 @@ impl<B: Backend + CpuFusedOps, C: CheckpointStrategy> CpuFusedOps for Autodiff<B
         cos: FloatTensor<Self>,
         sin: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        /// The rotation's transpose is the rotation by −θ: the same op with −sin.
-        #[derive(Debug)]
-        struct RopeBackward;
-        impl<B: Backend + CpuFusedOps> Backward<B, 1> for RopeBackward {
-            type State = (FloatTensor<B>, FloatTensor<B>);
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [node_x] = ops.parents;
-                let g = grads.consume::<B>(&ops.node);
-                let (cos, sin) = ops.state;
-                if let Some(node) = node_x {
-                    grads.register::<B>(node.id, B::rope(g, cos, B::float_neg(sin)));
-                }
-            }
-        }
-        // The tables are constants of the positions.
+        // The tables are constants of the positions. The rotation's transpose is the rotation
+        // by −θ: the backward is the same op with −sin.
         let (cos, sin) = (cos.into_primitive(), sin.into_primitive());
-        match RopeBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = B::rope(x.into_primitive(), cos.clone(), sin.clone());
-                prep.finish((cos, sin), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::rope(x.into_primitive(), cos, sin)),
-        }
+        unary_op::<B, C, _>(
+            x,
+            |x| (B::rope(x, cos.clone(), sin.clone()), (cos, sin)),
+            |(cos, sin), g| B::rope(g, cos, B::float_neg(sin)),
+        )
     }
 
     fn cross_entropy(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        #[derive(Debug)]
-        struct CrossEntropyBackward;
-        impl<B: Backend + CpuFusedOps> Backward<B, 1> for CrossEntropyBackward {
-            type State = (FloatTensor<B>, IntTensor<B>, FloatTensor<B>);
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _: &mut Checkpointer,
-            ) {
-                let [node_x] = ops.parents;
-                let g = grads.consume::<B>(&ops.node);
-                let (logits, targets, lse) = ops.state;
-                if let Some(node) = node_x {
-                    grads
-                        .register::<B>(node.id, B::cross_entropy_backward(logits, targets, lse, g));
-                }
-            }
-        }
-        match CrossEntropyBackward
-            .prepare::<C>([logits.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let logits = logits.into_primitive();
+        let mut lse_out = None;
+        let loss = unary_op::<B, C, _>(
+            logits,
+            |logits| {
                 let (loss, lse) = B::cross_entropy(logits.clone(), targets.clone());
-                let loss = prep.finish((logits, targets, lse.clone()), loss);
-                (loss, Self::from_inner(lse))
-            }
-            OpsKind::UnTracked(prep) => {
-                let (loss, lse) = B::cross_entropy(logits.into_primitive(), targets);
-                (prep.finish(loss), Self::from_inner(lse))
-            }
-        }
+                lse_out = Some(lse.clone());
+                (loss, (logits, targets, lse))
+            },
+            |(logits, targets, lse), g| B::cross_entropy_backward(logits, targets, lse, g),
+        );
+        // Invariant: `unary_op` runs the forward exactly once, which sets `lse_out`.
+        let lse = lse_out.expect("the forward ran");
+        (loss, Self::from_inner(lse))
     }
 
     fn cross_entropy_backward(

@@ -7,6 +7,7 @@
 //! The CPU backend has its own fused element-wise ops (`cpu_ops`, row kernels in `cpu`): one
 //! pass per op with a hand-written backward instead of burn's chain of single ops.
 
+pub mod autodiff;
 pub mod cpu;
 pub mod cpu_ops;
 pub mod layout;

@@ -4,10 +4,7 @@
 //! so no weight gradient exists and nothing weight-shaped is ever materialized.
 
 use burn::backend::autodiff::Autodiff;
-use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 #[cfg(not(target_arch = "wasm32"))]
 use burn::backend::fusion::custom::TensorSpec;
 use burn::backend::ops::IntTensorOps;
@@ -21,6 +18,7 @@ use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 use cubecl::server::KernelArguments;
 
+use super::autodiff::unary_op;
 use super::layout::QuantType;
 use super::shader;
 
@@ -217,47 +215,17 @@ impl<B: Backend + QuantOps, C: CheckpointStrategy> QuantOps for Autodiff<B, C> {
         cols: usize,
         transposed: bool,
     ) -> FloatTensor<Self> {
-        /// d(x · op(W))/dx = dy · op(W)ᵀ: the same kernel with the other orientation.
-        #[derive(Debug)]
-        struct QuantMatmulBackward;
-        impl<B: Backend + QuantOps> Backward<B, 1> for QuantMatmulBackward {
-            type State = (IntTensor<B>, u32, usize, usize, bool);
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let [node_x] = ops.parents;
-                let dy = grads.consume::<B>(&ops.node);
-                let (w, qtype, rows, cols, transposed) = ops.state;
-                if let Some(node) = node_x {
-                    grads.register::<B>(
-                        node.id,
-                        B::quant_matmul(dy, w, qtype, rows, cols, !transposed),
-                    );
-                }
-            }
-        }
-        match QuantMatmulBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let out =
-                    B::quant_matmul(x.into_primitive(), w.clone(), qtype, rows, cols, transposed);
-                prep.finish((w, qtype, rows, cols, transposed), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::quant_matmul(
-                x.into_primitive(),
-                w,
-                qtype,
-                rows,
-                cols,
-                transposed,
-            )),
-        }
+        // d(x · op(W))/dx = dy · op(W)ᵀ: the same kernel with the other orientation.
+        unary_op::<B, C, _>(
+            x,
+            |x| {
+                let y = B::quant_matmul(x, w.clone(), qtype, rows, cols, transposed);
+                (y, (w, qtype, rows, cols, transposed))
+            },
+            |(w, qtype, rows, cols, transposed), dy| {
+                B::quant_matmul(dy, w, qtype, rows, cols, !transposed)
+            },
+        )
     }
 
     fn quant_gather(

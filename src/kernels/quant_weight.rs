@@ -78,18 +78,9 @@ impl QuantWeight {
                 };
                 parts.push(matmul(xr, w, self.qtype, *n, self.cols, false));
             }
-            // `pop().unwrap()` below only runs when the vector holds exactly one part.
-            cols_out.push(if parts.len() == 1 {
-                parts.pop().unwrap()
-            } else {
-                Tensor::cat(parts, 0)
-            });
+            cols_out.push(join(parts, 0));
         }
-        if cols_out.len() == 1 {
-            cols_out.pop().unwrap()
-        } else {
-            Tensor::cat(cols_out, 1)
-        }
+        join(cols_out, 1)
     }
 
     /// Rows of W for token ids (an embedding lookup).
@@ -136,4 +127,14 @@ pub fn matmul(
         cols,
         transposed,
     ))
+}
+
+/// The parts concatenated along `dim`, without a copy when there is only one.
+fn join(mut parts: Vec<Tensor<2>>, dim: usize) -> Tensor<2> {
+    if parts.len() == 1
+        && let Some(only) = parts.pop()
+    {
+        return only;
+    }
+    Tensor::cat(parts, dim)
 }
